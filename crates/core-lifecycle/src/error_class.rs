@@ -1,0 +1,44 @@
+//! How an error classifies itself, so that retry loops can act on it.
+
+use std::fmt;
+
+/// What kind of failure an error is, which decides whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// May succeed if tried again later (connection reset, server restarting).
+    Transient,
+    /// Will fail again whatever is retried (authentication failed, object missing).
+    Permanent,
+    /// The configuration is wrong; a person must change it.
+    Configuration,
+    /// An operation did not finish within its time limit. Retrying may help.
+    Timeout,
+    /// The operation was cancelled on purpose (stop, shutdown). Never retried.
+    Cancelled,
+}
+
+impl ErrorClass {
+    /// Whether a retry loop should try again after an error of this class.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorClass::Transient | ErrorClass::Timeout)
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Configuration => "configuration",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Cancelled => "cancelled",
+        };
+        f.write_str(name)
+    }
+}
+
+/// An error that knows its [`ErrorClass`].
+pub trait Classify {
+    /// The class of this error.
+    fn class(&self) -> ErrorClass;
+}
