@@ -1,1 +1,52 @@
-fn main() {}
+//! surefoot's development workflows, in plain Rust: `cargo xtask <command>`.
+//!
+//! Every workflow installs the tools it needs on first use (and says so), so a fresh machine
+//! needs only rustup and this repository.
+
+// xtask is a command-line program: printing to the terminal is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod bench;
+mod chaos;
+mod cmd;
+mod coverage;
+mod lint;
+mod test;
+mod tools;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  lint       rustfmt check, clippy (warnings denied), cargo-deny
+  test       the whole workspace's tests (nextest) and doctests, against real servers
+  coverage   the tests under cargo-llvm-cov; per-crate line coverage against .config/coverage-threshold
+  chaos [N]  the fault-injection tests (`chaos_*`), N iterations each (default 1), with a loss table
+  bench      the benchmarks, with their ratio tables
+  ci         lint, then the tests under coverage (what .ci/run and GitHub Actions run)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("lint") => lint::run(),
+        Some("test") => test::run(),
+        Some("coverage") => coverage::run(),
+        Some("chaos") => chaos::run(args.get(1).map(String::as_str)),
+        Some("bench") => bench::run(),
+        Some("ci") => lint::run().and_then(|()| coverage::run()),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown or missing command\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
