@@ -1,0 +1,32 @@
+//! Real servers and real faults for surefoot's tests.
+//!
+//! - [`PgServer`]: a PostgreSQL server of its own per test (temp dir, free loopback port,
+//!   `wal_level = logical`), with start, stop, restart, SIGKILL and backend termination.
+//! - [`RedisServer`]: the same for Redis, persistence off unless AOF is asked for.
+//! - [`FaultProxy`]: a loopback TCP proxy that passes through, cuts, black-holes or delays.
+//!
+//! Every server and proxy cleans up on drop, also when the test panics: no process and no temp
+//! dir is left behind. Nothing here touches the system instances on ports 5432 and 6379.
+
+#![deny(missing_docs)]
+
+mod binaries;
+mod error;
+mod pg;
+mod pg_client;
+mod pg_init;
+mod port;
+mod process;
+mod proxy;
+mod proxy_conn;
+mod redis;
+
+pub use binaries::{PG_BIN_ENV, PgBinaries, find_redis_server};
+pub use error::{Error, Result};
+pub use pg::{PgServer, PgServerBuilder};
+pub use pg_client::{PgClient, connect};
+pub use port::free_port;
+pub use proxy::FaultProxy;
+pub use proxy_conn::ProxyMode;
+pub use redis::{RedisServer, RedisServerBuilder};
+pub use surefoot_core_lifecycle::StopReport;

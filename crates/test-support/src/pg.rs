@@ -1,0 +1,380 @@
+//! [`PgServer`]: a throwaway PostgreSQL server with logical decoding enabled.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use crate::binaries::PgBinaries;
+use crate::error::{Error, Result};
+use crate::pg_client::{self, PgClient};
+use crate::pg_init::{self, RunAs, SUPERUSER};
+use crate::port::free_port;
+use crate::process::{POLL, ServerProcess, log_tail};
+
+const SERVER: &str = "PostgreSQL";
+const HOST: &str = "127.0.0.1";
+/// The application name of the connections this crate makes itself.
+const ADMIN_APP: &str = "surefoot-test-support";
+/// How many fresh ports the first start tries when another process takes the chosen one.
+const PORT_ATTEMPTS: usize = 5;
+/// Bound on a fast shutdown.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long dropping waits for an immediate shutdown before killing.
+const DROP_GRACE: Duration = Duration::from_secs(10);
+
+/// Options for a [`PgServer`]; see [`PgServer::builder`].
+#[derive(Debug, Clone)]
+pub struct PgServerBuilder {
+    settings: Vec<(String, String)>,
+    start_timeout: Duration,
+}
+
+impl Default for PgServerBuilder {
+    fn default() -> Self {
+        Self {
+            settings: Vec::new(),
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl PgServerBuilder {
+    /// Adds a `postgresql.conf` setting; `value` is written as is, so quote strings
+    /// (`"'on'"`, `"'replica'"`). Later settings override the defaults.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// How long a start may take before it fails with the log tail (default 60 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Creates the cluster in a new temp dir and starts the server.
+    pub async fn start(self) -> Result<PgServer> {
+        let bins = PgBinaries::find()?;
+        let run_as = RunAs::detect()?;
+        let dir = tempfile::Builder::new()
+            .prefix("surefoot-pg-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temp dir for PostgreSQL", e))?;
+        run_as.give(dir.path())?;
+        let data_dir = dir.path().join("data");
+        let socket_dir = dir.path().join("sock");
+        std::fs::create_dir(&socket_dir)
+            .map_err(|e| Error::io(format!("creating {}", socket_dir.display()), e))?;
+        run_as.give(&socket_dir)?;
+        pg_init::initdb(&bins, run_as, dir.path(), &data_dir).await?;
+        pg_init::write_settings(&data_dir, &socket_dir, &self.settings)?;
+        let mut server = PgServer {
+            process: None,
+            port: free_port()?,
+            bins,
+            run_as,
+            start_timeout: self.start_timeout,
+            data_dir,
+            log: dir.path().join("server.log"),
+            dir,
+        };
+        server.first_start().await?;
+        Ok(server)
+    }
+}
+
+/// A PostgreSQL server of its own for one test: a fresh cluster in a temp dir, listening on a
+/// free port on 127.0.0.1 (never the system instance), with `wal_level = logical`, 20
+/// replication slots and WAL senders, trust authentication and superuser `postgres`.
+///
+/// When the tests run as root the server runs as the `postgres` system user. The server is the
+/// leader of its own process group, so [`PgServer::kill`] takes all of it down like a crash.
+///
+/// Dropping it (also while a test panics) shuts the server down immediately, waits until
+/// no process of it is left (killing stragglers), and removes the temp dir.
+#[derive(Debug)]
+pub struct PgServer {
+    // Declared before `dir`: fields drop in order, so the server is gone before its files.
+    process: Option<ServerProcess>,
+    port: u16,
+    bins: PgBinaries,
+    run_as: RunAs,
+    start_timeout: Duration,
+    data_dir: PathBuf,
+    log: PathBuf,
+    dir: TempDir,
+}
+
+impl PgServer {
+    /// Creates and starts a server with the default options.
+    pub async fn new() -> Result<Self> {
+        Self::builder().start().await
+    }
+
+    /// Options for a new server.
+    pub fn builder() -> PgServerBuilder {
+        PgServerBuilder::default()
+    }
+
+    /// Starts the stopped (or killed) server on the same port and data, and waits until it
+    /// accepts connections. After a kill this runs crash recovery.
+    pub async fn start(&mut self) -> Result<()> {
+        if self.is_running()? {
+            return Err(Error::AlreadyRunning {
+                server: SERVER.into(),
+            });
+        }
+        let process = self.spawn()?;
+        self.await_ready(process).await
+    }
+
+    /// Fast shutdown (SIGINT: clients are disconnected, a checkpoint is written) and waits
+    /// until every server process is gone. Does nothing when the server is not running.
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.stop_with(Signal::SIGINT, STOP_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+
+    /// [`stop`](Self::stop), then [`start`](Self::start): same port, same data.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop().await?;
+        self.start().await
+    }
+
+    /// Kills every server process with SIGKILL, like a crash, and waits until they are all gone.
+    /// Committed data survives; [`start`](Self::start) recovers it.
+    pub async fn kill(&mut self) -> Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill_tree().await?;
+        }
+        Ok(())
+    }
+
+    /// True when the server process is running.
+    pub fn is_running(&mut self) -> Result<bool> {
+        match self.process.as_mut() {
+            Some(process) => Ok(process.try_exited()?.is_none()),
+            None => Ok(false),
+        }
+    }
+
+    /// The postmaster's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ServerProcess::pid)
+    }
+
+    /// The postmaster and its children (backends, checkpointer, WAL senders, ...) now alive.
+    pub fn pids(&self) -> Vec<u32> {
+        self.process
+            .as_ref()
+            .map(ServerProcess::live_pids)
+            .unwrap_or_default()
+    }
+
+    /// The TCP port on 127.0.0.1; it stays the same across stop, kill and start.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The host to connect to: `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        HOST
+    }
+
+    /// The superuser name, `postgres` (no password needed).
+    pub fn user(&self) -> &str {
+        SUPERUSER
+    }
+
+    /// Client settings for `dbname`: host, port, superuser, a 5 s connect timeout.
+    pub fn config(&self, dbname: &str) -> tokio_postgres::Config {
+        self.config_at(dbname, SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
+    }
+
+    /// Client settings for `dbname` that reach the server through `addr` instead, such as a
+    /// [`FaultProxy`](crate::FaultProxy)'s listen address.
+    pub fn config_at(&self, dbname: &str, addr: SocketAddr) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(addr.ip().to_string())
+            .port(addr.port())
+            .user(SUPERUSER)
+            .dbname(dbname)
+            .connect_timeout(Duration::from_secs(5));
+        config
+    }
+
+    /// A libpq key/value connection string for `dbname`.
+    pub fn connection_string(&self, dbname: &str) -> String {
+        format!(
+            "host={HOST} port={} user={SUPERUSER} dbname={dbname}",
+            self.port
+        )
+    }
+
+    /// A `postgres://` URL for `dbname`.
+    pub fn url(&self, dbname: &str) -> String {
+        format!("postgres://{SUPERUSER}@{HOST}:{}/{dbname}", self.port)
+    }
+
+    /// Connects to `dbname` as the superuser; see [`PgClient`].
+    pub async fn connect(&self, dbname: &str) -> Result<PgClient> {
+        pg_client::connect(&self.config(dbname)).await
+    }
+
+    /// Creates database `name` (quoted, so any name works).
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        let sql = format!("CREATE DATABASE {}", pg_init::quote_ident(name));
+        pg_client::with_client(&self.admin_config(), async |client| {
+            client.batch_execute(&sql).await
+        })
+        .await
+        .map_err(|e| Error::pg(format!("creating database {name}"), e))
+    }
+
+    /// Terminates (`pg_terminate_backend`) every connection whose `application_name` is
+    /// `application_name`, waits until they are gone, and returns how many were terminated.
+    /// Other connections are untouched.
+    pub async fn terminate_backends(&self, application_name: &str) -> Result<u64> {
+        let action = || format!("terminating backends of application {application_name}");
+        let pids = pg_client::with_client(&self.admin_config(), async |client| {
+            let rows = client
+                .query(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    &[&application_name],
+                )
+                .await?;
+            let mut terminated = Vec::new();
+            for row in rows {
+                let pid: i32 = row.get(0);
+                let done: bool = client.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await?.get(0);
+                if done {
+                    terminated.push(pid);
+                }
+            }
+            Ok(terminated)
+        })
+        .await
+        .map_err(|e| Error::pg(action(), e))?;
+        self.await_backends_gone(&pids).await?;
+        Ok(pids.len() as u64)
+    }
+
+    /// The temp dir holding the data directory, the socket directory and the log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The server log (stdout and stderr of every start).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last lines of the server log.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+
+    fn admin_config(&self) -> tokio_postgres::Config {
+        let mut config = self.config("postgres");
+        config.application_name(ADMIN_APP);
+        config
+    }
+
+    async fn first_start(&mut self) -> Result<()> {
+        for _ in 1..PORT_ATTEMPTS {
+            let process = self.spawn()?;
+            match self.await_ready(process).await {
+                Err(Error::ServerExited { log_tail, .. }) if port_taken(&log_tail) => {
+                    tracing::debug!(port = self.port, "port taken meanwhile; trying another");
+                    self.port = free_port()?;
+                }
+                other => return other,
+            }
+        }
+        let process = self.spawn()?;
+        self.await_ready(process).await
+    }
+
+    fn spawn(&self) -> Result<ServerProcess> {
+        let mut command = Command::new(&self.bins.postgres);
+        command
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-p")
+            .arg(self.port.to_string());
+        self.run_as.apply(&mut command, self.dir.path());
+        ServerProcess::spawn(SERVER, command, &self.log, Signal::SIGQUIT, DROP_GRACE)
+    }
+
+    /// Polls until a real connection succeeds, the process exits, or the start timeout passes.
+    async fn await_ready(&mut self, mut process: ServerProcess) -> Result<()> {
+        let deadline = Instant::now() + self.start_timeout;
+        let config = self.admin_config();
+        loop {
+            if let Some(status) = process.try_exited()? {
+                return Err(process.exited_error(status));
+            }
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                config.connect(tokio_postgres::NoTls),
+            );
+            if let Ok(Ok(_connected)) = attempt.await {
+                self.process = Some(process);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(
+                    process.timeout_error("PostgreSQL accepting connections", self.start_timeout)
+                );
+            }
+            tokio::time::sleep(POLL * 5).await;
+        }
+    }
+
+    async fn await_backends_gone(&self, pids: &[i32]) -> Result<()> {
+        const WAIT: Duration = Duration::from_secs(10);
+        let deadline = Instant::now() + WAIT;
+        let pids = pids.to_vec();
+        loop {
+            let left: i64 = pg_client::with_client(&self.admin_config(), async |client| {
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                        &[&pids],
+                    )
+                    .await?;
+                Ok(row.get(0))
+            })
+            .await
+            .map_err(|e| Error::pg("checking for terminated backends", e))?;
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("terminated backends {pids:?} to exit"),
+                    timeout: WAIT,
+                    log: self.log.clone(),
+                    log_tail: self.log_tail(),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+fn port_taken(log_tail: &str) -> bool {
+    log_tail.contains("Address already in use") || log_tail.contains("could not bind")
+}
