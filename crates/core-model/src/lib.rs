@@ -7,6 +7,7 @@ pub mod change;
 pub mod error;
 pub mod position;
 pub mod row;
+pub mod secret;
 pub mod traits;
 pub mod value;
 
@@ -16,5 +17,6 @@ pub use change::{Change, Operation, TableRef};
 pub use error::ComponentError;
 pub use position::{Lsn, LsnParseError, Position};
 pub use row::{Column, Row};
+pub use secret::Secret;
 pub use traits::{BootstrapProvider, Reaction, SnapshotComplete, SnapshotRequest, Source};
 pub use value::{Numeric, NumericParseError, Value};

@@ -1,0 +1,14 @@
+//! PostgreSQL logical replication source for surefoot.
+//!
+//! (Work in progress: issue 4.)
+
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod ident;
+pub mod pgoutput;
+pub mod setup;
+pub mod sqlstate;
+
+pub use error::SourceError;
+pub use ident::{Identifier, IdentifierError, SlotName, TableName};
