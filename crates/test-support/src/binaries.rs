@@ -1,6 +1,5 @@
 //! Finding the PostgreSQL and Redis server programs.
 
-use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -76,7 +75,7 @@ fn pg_candidate_dirs() -> Vec<PathBuf> {
 }
 
 fn path_dirs() -> Vec<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(OsString::new);
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).collect()
 }
 

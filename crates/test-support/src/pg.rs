@@ -375,6 +375,14 @@ impl PgServer {
     }
 }
 
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        // Stops the server (immediate shutdown, then SIGKILL for stragglers) and waits for it.
+        drop(self.process.take());
+        pg_init::remove_orphaned_shmem(&self.data_dir);
+    }
+}
+
 fn port_taken(log_tail: &str) -> bool {
     log_tail.contains("Address already in use") || log_tail.contains("could not bind")
 }

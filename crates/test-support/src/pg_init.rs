@@ -1,6 +1,5 @@
 //! Creating a PostgreSQL cluster in a temp dir: the user to run as, `initdb`, the settings.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -103,7 +102,6 @@ fn base_settings(socket_dir: &Path) -> Vec<(String, String)> {
         ("shared_buffers", "32MB"),
         ("fsync", "off"),
         ("synchronous_commit", "on"),
-        ("log_min_messages", "warning"),
         ("log_line_prefix", "'%m [%p] %a '"),
     ];
     let mut settings: Vec<(String, String)> = fixed
@@ -124,11 +122,12 @@ pub(crate) fn write_settings(
     extra: &[(String, String)],
 ) -> Result<()> {
     let path = data_dir.join("postgresql.conf");
-    let mut text = String::from("\n# surefoot-test-support\n");
-    for (name, value) in base_settings(socket_dir).iter().chain(extra) {
-        // Writing to a String cannot fail.
-        let _ = writeln!(text, "{name} = {value}");
-    }
+    let lines: String = base_settings(socket_dir)
+        .iter()
+        .chain(extra)
+        .map(|(name, value)| format!("{name} = {value}\n"))
+        .collect();
+    let text = format!("\n# surefoot-test-support\n{lines}");
     std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
@@ -144,4 +143,39 @@ pub(crate) fn quote(text: &str) -> String {
 /// A PostgreSQL quoted identifier.
 pub(crate) fn quote_ident(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// Removes the SysV shared-memory segment a killed server left behind.
+///
+/// A postmaster that exits normally removes its small interlock segment; one killed with
+/// SIGKILL cannot, and a later start in the same data directory would reuse it. When the data
+/// directory is about to be deleted nothing will, so the segment named in the stale
+/// `postmaster.pid` is removed with `ipcrm`. Called only once every server process is gone.
+pub(crate) fn remove_orphaned_shmem(data_dir: &Path) {
+    let pid_file = data_dir.join("postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(&pid_file) else {
+        return; // Clean shutdown (or never started): nothing left.
+    };
+    let Some(shmid) = text
+        .lines()
+        .nth(6)
+        .and_then(|line| line.split_whitespace().nth(1))
+        .filter(|id| id.parse::<u64>().is_ok())
+    else {
+        tracing::debug!(file = %pid_file.display(), "no shared-memory id in postmaster.pid");
+        return;
+    };
+    match Command::new("ipcrm").args(["-m", shmid]).output() {
+        Ok(output) if output.status.success() => {
+            tracing::debug!(shmid, "removed orphaned shared memory")
+        }
+        Ok(output) => tracing::debug!(
+            shmid,
+            stderr = %String::from_utf8_lossy(&output.stderr),
+            "ipcrm failed (the segment may already be gone)"
+        ),
+        Err(e) => {
+            tracing::warn!(shmid, %e, "could not run ipcrm; a killed server's shared memory segment stays until reboot")
+        }
+    }
 }

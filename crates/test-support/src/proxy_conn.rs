@@ -19,7 +19,9 @@ pub enum ProxyMode {
     /// new connection's connect to the upstream). What was held back is forwarded after a heal,
     /// as TCP would retransmit it after a network partition ends.
     BlackHole,
-    /// Forward everything, waiting this long before forwarding each chunk.
+    /// Forward everything, waiting this long before forwarding each chunk read, in each
+    /// direction (a request and its response are delayed once each). A heal cuts a delay
+    /// in progress short.
     Delay(Duration),
 }
 
@@ -173,7 +175,7 @@ async fn pump(
         }
         let delay = gate(&mut state).await?;
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            wait_delay(&mut state, delay).await?;
             gate(&mut state).await?;
         }
         to.write_all(&buf[..n]).await?;
@@ -190,6 +192,23 @@ async fn gate(state: &mut watch::Receiver<State>) -> std::io::Result<Duration> {
             ProxyMode::BlackHole => {
                 if state.changed().await.is_err() {
                     return Err(std::io::Error::other("fault proxy dropped"));
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `delay`, cut short when the mode stops being a delay (a heal or a black hole).
+async fn wait_delay(state: &mut watch::Receiver<State>, delay: Duration) -> std::io::Result<()> {
+    let sleep = tokio::time::sleep(delay);
+    let mut sleep = std::pin::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return Ok(()),
+            changed = state.changed() => {
+                changed.map_err(|_| std::io::Error::other("fault proxy dropped"))?;
+                if !matches!(state.borrow_and_update().mode, ProxyMode::Delay(_)) {
+                    return Ok(());
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! Dropping a server leaves no process and no temp dir behind, also when the test panics.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use surefoot_test_support::{PgServer, RedisServer};
@@ -15,7 +15,7 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-fn assert_gone(pids: &[u32], dir: &PathBuf) {
+fn assert_gone(pids: &[u32], dir: &Path) {
     assert!(!pids.is_empty());
     for pid in pids {
         assert!(!alive(*pid), "process {pid} is still alive");
@@ -44,8 +44,34 @@ async fn dropping_a_killed_pg_server_leaves_nothing_behind() {
     let pids = pg.pids();
     let dir = pg.dir().to_owned();
     pg.kill().await.unwrap();
+    let shmid = shared_memory_id(&pg.data_dir().join("postmaster.pid")).unwrap();
+    assert!(
+        shm_exists(&shmid),
+        "a killed server leaves its segment {shmid}"
+    );
+
     drop(pg);
+
     assert_gone(&pids, &dir);
+    assert!(
+        !shm_exists(&shmid),
+        "drop removes the orphaned segment {shmid}"
+    );
+}
+
+/// The SysV shared-memory id recorded in a `postmaster.pid`.
+fn shared_memory_id(pid_file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(pid_file).ok()?;
+    let line = text.lines().nth(6)?;
+    Some(line.split_whitespace().nth(1)?.to_owned())
+}
+
+fn shm_exists(shmid: &str) -> bool {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .any(|line| line.split_whitespace().nth(1) == Some(shmid))
 }
 
 #[tokio::test]
@@ -60,10 +86,13 @@ async fn dropping_redis_server_leaves_nothing_behind() {
     assert_gone(&pids, &dir);
 }
 
+/// A server's processes and temp dir.
+type Leftovers = (Vec<u32>, PathBuf);
+
 /// A panicking test still cleans up: the servers are dropped while unwinding.
 #[test]
 fn a_panicking_test_leaves_nothing_behind() {
-    let seen: Arc<Mutex<Vec<(Vec<u32>, PathBuf)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Leftovers>>> = Arc::default();
     let recorded = Arc::clone(&seen);
     let outcome = std::panic::catch_unwind(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

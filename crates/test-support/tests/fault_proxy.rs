@@ -23,11 +23,12 @@ fn local(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-async fn pg_behind_proxy() -> (PgServer, FaultProxy, tokio_postgres::Config) {
-    let pg = PgServer::new().await.unwrap();
-    let proxy = FaultProxy::start(local(pg.port())).await.unwrap();
+async fn pg_behind_proxy()
+-> surefoot_test_support::Result<(PgServer, FaultProxy, tokio_postgres::Config)> {
+    let pg = PgServer::new().await?;
+    let proxy = FaultProxy::start(local(pg.port())).await?;
     let config = pg.config_at("postgres", proxy.listen_addr());
-    (pg, proxy, config)
+    Ok((pg, proxy, config))
 }
 
 async fn ping(stream: &mut TcpStream) -> std::io::Result<String> {
@@ -39,7 +40,7 @@ async fn ping(stream: &mut TcpStream) -> std::io::Result<String> {
 
 #[tokio::test]
 async fn black_hole_makes_a_query_hit_its_timeout_and_heal_recovers() {
-    let (_pg, proxy, config) = pg_behind_proxy().await;
+    let (_pg, proxy, config) = pg_behind_proxy().await.unwrap();
     let client = connect(&config).await.unwrap();
     client.simple_query("SELECT 1").await.unwrap();
 
@@ -59,7 +60,7 @@ async fn black_hole_makes_a_query_hit_its_timeout_and_heal_recovers() {
 
 #[tokio::test]
 async fn black_hole_accepts_new_connections_but_forwards_nothing() {
-    let (_pg, proxy, config) = pg_behind_proxy().await;
+    let (_pg, proxy, config) = pg_behind_proxy().await.unwrap();
     proxy.black_hole();
     let attempt = tokio::time::timeout(Duration::from_millis(300), connect(&config));
     assert!(attempt.await.is_err(), "the startup handshake must hang");
@@ -74,7 +75,7 @@ async fn black_hole_accepts_new_connections_but_forwards_nothing() {
 
 #[tokio::test]
 async fn cutting_makes_the_postgres_client_see_a_closed_connection() {
-    let (_pg, proxy, config) = pg_behind_proxy().await;
+    let (_pg, proxy, config) = pg_behind_proxy().await.unwrap();
     let client = connect(&config).await.unwrap();
     client.simple_query("SELECT 1").await.unwrap();
 

@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use surefoot_test_support::PgServer;
 
-async fn count_rows(pg: &PgServer) -> i64 {
-    let client = pg.connect("postgres").await.unwrap();
-    client
+async fn count_rows(pg: &PgServer) -> Result<i64, Box<dyn std::error::Error>> {
+    let client = pg.connect("postgres").await?;
+    Ok(client
         .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0)
+        .await?
+        .get(0))
 }
 
 #[tokio::test]
@@ -39,7 +38,7 @@ async fn data_survives_restart_on_the_same_port() {
     pg.restart().await.unwrap();
 
     assert_eq!(pg.port(), port);
-    assert_eq!(count_rows(&pg).await, 100);
+    assert_eq!(count_rows(&pg).await.unwrap(), 100);
     let client = pg.connect("postgres").await.unwrap();
     let slots: i64 = client
         .query_one(
@@ -78,7 +77,7 @@ async fn sigkill_then_start_recovers_committed_data() {
     );
 
     pg.start().await.unwrap();
-    assert_eq!(count_rows(&pg).await, 10);
+    assert_eq!(count_rows(&pg).await.unwrap(), 10);
     assert!(
         pg.log_tail().contains("not properly shut down"),
         "crash recovery ran:\n{}",

@@ -3,49 +3,49 @@
 use redis::AsyncCommands;
 use surefoot_test_support::RedisServer;
 
-async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(server.url()).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
+async fn connection(server: &RedisServer) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(server.url())?;
+    client.get_multiplexed_async_connection().await
 }
 
-async fn set(server: &RedisServer, key: &str, value: &str) {
-    let mut con = connection(server).await;
-    let () = con.set(key, value).await.unwrap();
+async fn set(server: &RedisServer, key: &str, value: &str) -> redis::RedisResult<()> {
+    let mut con = connection(server).await?;
+    con.set(key, value).await
 }
 
-async fn get(server: &RedisServer, key: &str) -> Option<String> {
-    let mut con = connection(server).await;
-    con.get(key).await.unwrap()
+async fn get(server: &RedisServer, key: &str) -> redis::RedisResult<Option<String>> {
+    let mut con = connection(server).await?;
+    con.get(key).await
 }
 
 #[tokio::test]
 async fn restart_with_aof_keeps_data() {
     let mut server = RedisServer::builder().aof(true).start().await.unwrap();
     let port = server.port();
-    set(&server, "k", "v").await;
+    set(&server, "k", "v").await.unwrap();
     server.restart().await.unwrap();
     assert_eq!(server.port(), port);
-    assert_eq!(get(&server, "k").await.as_deref(), Some("v"));
+    assert_eq!(get(&server, "k").await.unwrap().as_deref(), Some("v"));
 }
 
 #[tokio::test]
 async fn kill_with_aof_keeps_acknowledged_writes() {
     let mut server = RedisServer::builder().aof(true).start().await.unwrap();
-    set(&server, "k", "v").await;
+    set(&server, "k", "v").await.unwrap();
     server.kill().await.unwrap();
     assert!(!server.is_running().unwrap());
     server.start().await.unwrap();
-    assert_eq!(get(&server, "k").await.as_deref(), Some("v"));
+    assert_eq!(get(&server, "k").await.unwrap().as_deref(), Some("v"));
 }
 
 #[tokio::test]
 async fn restart_without_aof_loses_data() {
     let mut server = RedisServer::new().await.unwrap();
     assert!(!server.aof());
-    set(&server, "k", "v").await;
-    assert_eq!(get(&server, "k").await.as_deref(), Some("v"));
+    set(&server, "k", "v").await.unwrap();
+    assert_eq!(get(&server, "k").await.unwrap().as_deref(), Some("v"));
     server.restart().await.unwrap();
-    assert_eq!(get(&server, "k").await, None);
+    assert_eq!(get(&server, "k").await.unwrap(), None);
     let files: Vec<_> = std::fs::read_dir(server.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name())
