@@ -13,6 +13,7 @@
 mod binaries;
 mod error;
 mod pg;
+mod pg_admin;
 mod pg_client;
 mod pg_init;
 mod port;

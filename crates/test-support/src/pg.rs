@@ -10,6 +10,7 @@ use tempfile::TempDir;
 
 use crate::binaries::PgBinaries;
 use crate::error::{Error, Result};
+use crate::pg_admin;
 use crate::pg_client::{self, PgClient};
 use crate::pg_init::{self, RunAs, SUPERUSER};
 use crate::port::free_port;
@@ -230,40 +231,17 @@ impl PgServer {
 
     /// Creates database `name` (quoted, so any name works).
     pub async fn create_database(&self, name: &str) -> Result<()> {
-        let sql = format!("CREATE DATABASE {}", pg_init::quote_ident(name));
-        pg_client::with_client(&self.admin_config(), async |client| {
-            client.batch_execute(&sql).await
-        })
-        .await
-        .map_err(|e| Error::pg(format!("creating database {name}"), e))
+        pg_admin::create_database(&self.admin_config(), name).await
     }
 
     /// Terminates (`pg_terminate_backend`) every connection whose `application_name` is
     /// `application_name`, waits until they are gone, and returns how many were terminated.
     /// Other connections are untouched.
-    pub async fn terminate_backends(&self, application_name: &str) -> Result<u64> {
-        let action = || format!("terminating backends of application {application_name}");
-        let pids = pg_client::with_client(&self.admin_config(), async |client| {
-            let rows = client
-                .query(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()",
-                    &[&application_name],
-                )
-                .await?;
-            let mut terminated = Vec::new();
-            for row in rows {
-                let pid: i32 = row.get(0);
-                let done: bool = client.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await?.get(0);
-                if done {
-                    terminated.push(pid);
-                }
-            }
-            Ok(terminated)
-        })
-        .await
-        .map_err(|e| Error::pg(action(), e))?;
-        self.await_backends_gone(&pids).await?;
-        Ok(pids.len() as u64)
+    pub async fn terminate_backends(&self, application_name: &str) -> Result<usize> {
+        let config = self.admin_config();
+        let pids = pg_admin::terminate_backends(&config, application_name).await?;
+        pg_admin::await_backends_gone(&config, &pids, &self.log).await?;
+        Ok(pids.len())
     }
 
     /// The temp dir holding the data directory, the socket directory and the log.
@@ -340,37 +318,6 @@ impl PgServer {
                 );
             }
             tokio::time::sleep(POLL * 5).await;
-        }
-    }
-
-    async fn await_backends_gone(&self, pids: &[i32]) -> Result<()> {
-        const WAIT: Duration = Duration::from_secs(10);
-        let deadline = Instant::now() + WAIT;
-        let pids = pids.to_vec();
-        loop {
-            let left: i64 = pg_client::with_client(&self.admin_config(), async |client| {
-                let row = client
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
-                        &[&pids],
-                    )
-                    .await?;
-                Ok(row.get(0))
-            })
-            .await
-            .map_err(|e| Error::pg("checking for terminated backends", e))?;
-            if left == 0 {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: format!("terminated backends {pids:?} to exit"),
-                    timeout: WAIT,
-                    log: self.log.clone(),
-                    log_tail: self.log_tail(),
-                });
-            }
-            tokio::time::sleep(POLL).await;
         }
     }
 }
