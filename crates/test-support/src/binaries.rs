@@ -24,7 +24,10 @@ impl PgBinaries {
     ///
     /// Fails with [`Error::BinaryNotFound`] saying what to install when none has both.
     pub fn find() -> Result<Self> {
-        let candidates = pg_candidate_dirs();
+        Self::find_in(&pg_candidate_dirs())
+    }
+
+    fn find_in(candidates: &[PathBuf]) -> Result<Self> {
         candidates
             .iter()
             .find_map(|dir| Self::in_dir(dir))
@@ -125,6 +128,21 @@ mod tests {
             .map(|p| p.parent().unwrap().file_name().unwrap().to_str().unwrap())
             .collect();
         assert_eq!(names, ["17", "15", "10", "9.6"]);
+    }
+
+    #[test]
+    fn missing_binaries_say_what_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let error = PgBinaries::find_in(&[empty.path().to_owned()]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("apt-get install postgresql"), "{message}");
+        assert!(message.contains("initdb"), "{message}");
+    }
+
+    #[test]
+    fn a_directory_with_both_programs_is_chosen() {
+        let found = PgBinaries::find().unwrap();
+        assert!(found.initdb.ends_with("initdb") && found.postgres.ends_with("postgres"));
     }
 
     #[test]

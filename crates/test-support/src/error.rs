@@ -6,8 +6,9 @@ use std::time::Duration;
 /// What went wrong while running a test server or proxy.
 ///
 /// Messages are written for the person reading a failed test: they say what was being done and,
-/// where a server is involved, end with the tail of its log.
-#[derive(Debug, thiserror::Error)]
+/// where a server is involved, end with the tail of its log. `Debug` prints the same message
+/// followed by its causes, so a failed `.unwrap()` shows the log readably.
+#[derive(thiserror::Error)]
 pub enum Error {
     /// A server program is not installed where we look for it.
     #[error("{what} not found (looked in {searched}); {install}")]
@@ -127,6 +128,18 @@ impl Error {
             action: action.into(),
             source,
         }
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, "\n  caused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 

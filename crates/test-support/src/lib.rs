@@ -31,3 +31,31 @@ pub use proxy::FaultProxy;
 pub use proxy_conn::ProxyMode;
 pub use redis::{RedisServer, RedisServerBuilder};
 pub use surefoot_core_lifecycle::StopReport;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_move_between_tasks() {
+        shareable::<PgServer>();
+        shareable::<RedisServer>();
+        shareable::<FaultProxy>();
+        shareable::<PgClient>();
+        shareable::<Error>();
+    }
+
+    #[test]
+    fn debug_shows_the_message_and_its_causes() {
+        let error = Error::Io {
+            action: "opening log file /x".into(),
+            source: std::io::Error::other("disk on fire"),
+        };
+        assert_eq!(
+            format!("{error:?}"),
+            "opening log file /x\n  caused by: disk on fire"
+        );
+    }
+}
