@@ -66,6 +66,10 @@ pub enum SourceError {
         source: pgwire_replication::PgWireError,
     },
 
+    /// An operation did not finish in time.
+    #[error(transparent)]
+    Timeout(#[from] surefoot_core_lifecycle::timeout::TimeoutError),
+
     /// The server reported a position that is not an LSN.
     #[error("the server reported an invalid LSN")]
     InvalidLsn(#[source] surefoot_core_model::LsnParseError),
@@ -93,6 +97,7 @@ impl Classify for SourceError {
             | SourceError::SlotPluginMismatch { .. }
             | SourceError::SlotLost { .. }
             | SourceError::InvalidLsn(_) => ErrorClass::Permanent,
+            SourceError::Timeout(_) => ErrorClass::Timeout,
             SourceError::Query { source, .. } => classify_driver_error(source),
             SourceError::Replication { source, .. } => classify_transport_error(source),
         }
