@@ -92,8 +92,9 @@ impl PgServerBuilder {
 /// free port on 127.0.0.1 (never the system instance), with `wal_level = logical`, 20
 /// replication slots and WAL senders, trust authentication and superuser `postgres`.
 ///
-/// When the tests run as root the server runs as the `postgres` system user. The server is the
-/// leader of its own process group, so [`PgServer::kill`] takes all of it down like a crash.
+/// When the tests run as root the server runs as the `postgres` system user. The postmaster
+/// leads its own process group and each of its children leads another (PostgreSQL does that),
+/// so [`PgServer::kill`] SIGKILLs the postmaster's group and every child's, like a crash.
 ///
 /// Dropping it (also while a test panics) shuts the server down immediately, waits until
 /// no process of it is left (killing stragglers), and removes the temp dir.
@@ -121,8 +122,8 @@ impl PgServer {
         PgServerBuilder::default()
     }
 
-    /// Starts the stopped (or killed) server on the same port and data, and waits until it
-    /// accepts connections. After a kill this runs crash recovery.
+    /// Starts the stopped (or killed) server on the same port and data, and waits until a real
+    /// connection to it succeeds. After a kill this runs crash recovery.
     pub async fn start(&mut self) -> Result<()> {
         if self.is_running()? {
             return Err(Error::AlreadyRunning {
@@ -304,11 +305,12 @@ impl PgServer {
             if let Some(status) = process.try_exited()? {
                 return Err(process.exited_error(status));
             }
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(5),
-                config.connect(tokio_postgres::NoTls),
-            );
-            if let Ok(Ok(_connected)) = attempt.await {
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(5), pg_admin::data_directory(&config));
+            // The data directory proves it is this server, not another that took the port.
+            if let Ok(Ok(dir)) = attempt.await
+                && Path::new(&dir) == self.data_dir
+            {
                 self.process = Some(process);
                 return Ok(());
             }

@@ -13,6 +13,17 @@ use crate::process::{POLL, log_tail};
 /// How long terminated backends may take to exit.
 const BACKEND_EXIT_WAIT: Duration = Duration::from_secs(10);
 
+/// The server's `data_directory` setting.
+pub(crate) async fn data_directory(config: &Config) -> Result<String, tokio_postgres::Error> {
+    with_client(config, async |client| {
+        let row = client
+            .query_one("SELECT current_setting('data_directory')", &[])
+            .await?;
+        Ok(row.get(0))
+    })
+    .await
+}
+
 /// `CREATE DATABASE` with the name quoted.
 pub(crate) async fn create_database(config: &Config, name: &str) -> Result<()> {
     let sql = format!("CREATE DATABASE {}", quote_ident(name));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::binaries::find_redis_server;
@@ -219,9 +219,9 @@ impl RedisServer {
             if let Some(status) = process.try_exited()? {
                 return Err(process.exited_error(status));
             }
-            if let Ok(Ok(true)) =
-                tokio::time::timeout(Duration::from_secs(2), ping(self.port)).await
-            {
+            let probe =
+                tokio::time::timeout(Duration::from_secs(2), ready(self.port, process.pid()));
+            if let Ok(Ok(true)) = probe.await {
                 self.process = Some(process);
                 return Ok(());
             }
@@ -233,11 +233,30 @@ impl RedisServer {
     }
 }
 
-/// True when the server on `port` answers PING with PONG (not LOADING or an error).
-async fn ping(port: u16) -> std::io::Result<bool> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
+/// True when the server on `port` is the process `pid` (so not another server that took the
+/// port) and answers PING with PONG (not LOADING or an error).
+async fn ready(port: u16, pid: u32) -> std::io::Result<bool> {
+    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
+    let mut stream = BufReader::new(stream);
+    stream
+        .write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        .await?;
+    let mut header = String::new();
+    stream.read_line(&mut header).await?;
+    let Some(len) = header
+        .trim_end()
+        .strip_prefix('$')
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return Ok(false);
+    };
+    let mut info = vec![0_u8; len + 2];
+    stream.read_exact(&mut info).await?;
+    if !String::from_utf8_lossy(&info).contains(&format!("process_id:{pid}\r\n")) {
+        return Ok(false);
+    }
     stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
     let mut line = String::new();
-    BufReader::new(&mut stream).read_line(&mut line).await?;
+    stream.read_line(&mut line).await?;
     Ok(line.trim_end() == "+PONG")
 }
