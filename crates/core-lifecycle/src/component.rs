@@ -25,37 +25,59 @@ use crate::status::Status;
 use crate::status_machine::{StatusMachine, TransitionError};
 use crate::supervisor::{IntensityExceeded, SharedError, Supervisor, SupervisorConfig};
 
-/// Why [`Component::start`] failed.
-#[derive(Debug, thiserror::Error)]
+/// Why [`Component::start`] failed. Each variant's cause is its
+/// [`source`](std::error::Error::source), typed and downcastable.
+#[derive(Debug)]
 pub enum StartError {
     /// The component was not `Stopped` or `Failed` (another start or a stop won).
-    #[error("component `{component}` cannot start")]
     Transition {
         /// The component.
         component: Arc<str>,
         /// The refused transition.
-        #[source]
         source: TransitionError,
     },
     /// The service's start returned an error; the component is `Failed` and holds no task.
-    #[error("component `{component}` failed to start")]
     Service {
         /// The component.
         component: Arc<str>,
-        /// The service's error.
-        #[source]
+        /// The service's error (also kept in the component's health).
         source: SharedError,
     },
     /// The component's supervisor gave up before the start completed; the component is
     /// `Failed`.
-    #[error("component `{component}` failed while starting")]
     GaveUp {
         /// The component.
         component: Arc<str>,
         /// Why its supervisor gave up.
-        #[source]
         source: IntensityExceeded,
     },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Transition { component, .. } => {
+                write!(f, "component `{component}` cannot start")
+            }
+            StartError::Service { component, .. } => {
+                write!(f, "component `{component}` failed to start")
+            }
+            StartError::GaveUp { component, .. } => {
+                write!(f, "component `{component}` failed while starting")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Transition { source, .. } => Some(source),
+            // The shared error itself, not the `Arc` around it, so that it downcasts.
+            StartError::Service { source, .. } => Some(&**source),
+            StartError::GaveUp { source, .. } => Some(source),
+        }
+    }
 }
 
 impl Classify for StartError {

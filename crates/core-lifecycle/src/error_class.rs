@@ -42,3 +42,24 @@ pub trait Classify {
     /// The class of this error.
     fn class(&self) -> ErrorClass;
 }
+
+impl Classify for std::io::Error {
+    /// Connection-level failures (refused, reset, aborted, broken pipe, unexpected end, …) are
+    /// [`ErrorClass::Transient`]; `TimedOut` is [`ErrorClass::Timeout`]; `PermissionDenied`,
+    /// `NotFound`, `InvalidInput`, `InvalidData` and `Unsupported` are
+    /// [`ErrorClass::Permanent`]. Anything else is treated as transient: a retry loop's budget
+    /// bounds the cost of being wrong, while failing fast on a passing fault would stop a
+    /// pipeline for nothing.
+    fn class(&self) -> ErrorClass {
+        use std::io::ErrorKind;
+        match self.kind() {
+            ErrorKind::TimedOut => ErrorClass::Timeout,
+            ErrorKind::PermissionDenied
+            | ErrorKind::NotFound
+            | ErrorKind::InvalidInput
+            | ErrorKind::InvalidData
+            | ErrorKind::Unsupported => ErrorClass::Permanent,
+            _ => ErrorClass::Transient,
+        }
+    }
+}

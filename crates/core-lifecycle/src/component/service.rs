@@ -3,6 +3,8 @@
 use std::fmt;
 use std::future::Future;
 
+use futures::future::BoxFuture;
+
 use crate::supervisor::Supervisor;
 use crate::task_group::TaskError;
 
@@ -11,10 +13,10 @@ pub trait Service: Send + Sync + 'static {
     /// Spawns the component's tasks under `supervisor` (a fresh one on every start) and
     /// returns once they are started. An error fails the start: the supervisor is stopped,
     /// so nothing started here outlives it.
-    fn start(
-        &self,
-        supervisor: &Supervisor,
-    ) -> impl Future<Output = Result<(), TaskError>> + Send;
+    ///
+    /// The future is boxed so that `Component::start` stays `Send` for every service (an
+    /// `impl Future` here trips rustc's higher-ranked `Send` inference in generic callers).
+    fn start<'a>(&'a self, supervisor: &'a Supervisor) -> BoxFuture<'a, Result<(), TaskError>>;
 }
 
 /// A [`Service`] made from a function; see [`service_fn`].
@@ -32,7 +34,7 @@ impl<F> fmt::Debug for FnService<F> {
 pub fn service_fn<F, Fut>(start: F) -> FnService<F>
 where
     F: Fn(Supervisor) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), TaskError>> + Send,
+    Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
 {
     FnService { start }
 }
@@ -40,12 +42,9 @@ where
 impl<F, Fut> Service for FnService<F>
 where
     F: Fn(Supervisor) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), TaskError>> + Send,
+    Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
 {
-    fn start(
-        &self,
-        supervisor: &Supervisor,
-    ) -> impl Future<Output = Result<(), TaskError>> + Send {
-        (self.start)(supervisor.clone())
+    fn start<'a>(&'a self, supervisor: &'a Supervisor) -> BoxFuture<'a, Result<(), TaskError>> {
+        Box::pin((self.start)(supervisor.clone()))
     }
 }

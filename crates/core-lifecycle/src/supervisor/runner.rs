@@ -88,16 +88,16 @@ where
     loop {
         let started = Instant::now();
         let cause = run_instance(&ctx, &mut factory, instance).await;
-        let restart = !ctx.cancel.is_cancelled() && ctx.policy.restarts_after(&cause);
+        let wanted = !ctx.cancel.is_cancelled() && ctx.policy.restarts_after(&cause);
         let Some(shared) = ctx.shared.upgrade() else {
             break;
         };
+        let restart = wanted && shared.note_restart();
         ctx.report_exit(&shared, &cause, restart);
-        if !restart {
-            break;
-        }
-        if !shared.note_restart() {
+        if wanted && !restart {
             shared.escalate(&ctx.name, cause);
+        }
+        if !restart {
             break;
         }
         drop(shared);

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Supervisor;
+use super::shared::Stopping;
 use crate::events::EventKind;
 use crate::status::Status;
 use crate::task_group::StopReport;
@@ -33,9 +34,12 @@ impl Supervisor {
     ///
     /// Tasks are stopped in reverse start order: each one's token is cancelled and the task
     /// is awaited before the next is cancelled, so a task started later (which may depend on
-    /// an earlier one) is gone before what it depends on stops. Nested supervisors stop their
-    /// own tasks the same way within the same deadline. When `deadline` passes, every task
-    /// still alive (cancelled or not) is aborted and named in [`StopReport::aborted`].
+    /// an earlier one) is gone before what it depends on stops. A task is awaited for at most
+    /// its fair share of the time left (time left / tasks left); one that overruns stays
+    /// cancelled and the stop moves on, so a straggler cannot starve the tasks before it of
+    /// their chance to finish the unit of work in hand. Nested supervisors stop their own
+    /// tasks the same way within the same deadline. When `deadline` passes, every task still
+    /// alive is aborted and named in [`StopReport::aborted`].
     /// Failures, including errors returned while stopping, are in [`StopReport::failed`]
     /// (FINDINGS D-8a). A second call returns an empty report.
     ///
@@ -51,17 +55,7 @@ impl Supervisor {
             self.move_status(&[Status::Running, Status::Failed], Status::Stopping);
         }
         shared.tracker.close();
-        let mut late = false;
-        for child in children {
-            child.cancel.cancel();
-            if tokio::time::timeout_at(until, child.done.cancelled())
-                .await
-                .is_err()
-            {
-                late = true;
-                break;
-            }
-        }
+        let late = !stop_in_reverse_order(&children, until).await;
         let trackers = if late {
             shared.abort_all()
         } else {
@@ -96,4 +90,26 @@ impl Supervisor {
             Err(refused) => tracing::debug!(%refused, "status left as is"),
         }
     }
+}
+
+/// Cancels `children` in order, each awaited for its fair share of the time left, then waits
+/// for all of them until `until`. True if all ended in time.
+async fn stop_in_reverse_order(children: &[Stopping], until: Instant) -> bool {
+    for (index, child) in children.iter().enumerate() {
+        child.cancel.cancel();
+        let left = u32::try_from(children.len() - index).unwrap_or(u32::MAX);
+        let share = until.saturating_duration_since(Instant::now()) / left;
+        // Overrunning its share is not an error: the task stays cancelled and is awaited (or
+        // aborted) below; the stop moves on to the tasks before it.
+        let _overran = tokio::time::timeout(share, child.done.cancelled()).await;
+    }
+    for child in children {
+        if tokio::time::timeout_at(until, child.done.cancelled())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
 }
