@@ -234,11 +234,9 @@ impl CircuitBreaker {
                 (State::HalfOpen { .. }, Outcome::Failure) if probe => Some(State::Open {
                     until: Instant::now() + config.open_for,
                 }),
-                (State::HalfOpen { probes }, Outcome::Neutral) if probe => {
-                    Some(State::HalfOpen {
-                        probes: probes.saturating_sub(1),
-                    })
-                }
+                (State::HalfOpen { probes }, Outcome::Neutral) if probe => Some(State::HalfOpen {
+                    probes: probes.saturating_sub(1),
+                }),
                 (State::Closed { .. }, Outcome::Success) => Some(State::Closed { failures: 0 }),
                 (State::Closed { failures }, Outcome::Failure) => {
                     let failures = failures + 1;
@@ -272,7 +270,10 @@ impl CircuitBreaker {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update writes a complete state, so a panic elsewhere cannot leave it broken.
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -204,11 +204,7 @@ impl<S: Service> Component<S> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn transition(
-        &self,
-        from: &'static [Status],
-        to: Status,
-    ) -> Result<Status, TransitionError> {
+    fn transition(&self, from: &'static [Status], to: Status) -> Result<Status, TransitionError> {
         let left = self.inner.status.transition_from(from, to)?;
         self.inner.events.emit(
             &self.inner.name,

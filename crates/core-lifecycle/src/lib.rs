@@ -25,9 +25,7 @@ pub use metrics::LifecycleMetrics;
 pub use retry::{Backoff, Retry, RetryError, RetryPolicy};
 pub use status::Status;
 pub use status_machine::{StatusMachine, TransitionError};
-pub use supervisor::{
-    ExitCause, IntensityExceeded, RestartPolicy, Supervisor, SupervisorConfig,
-};
+pub use supervisor::{ExitCause, IntensityExceeded, RestartPolicy, Supervisor, SupervisorConfig};
 pub use task_group::{SpawnError, StopReport, TaskError, TaskFailure, TaskGroup};
 pub use timeout::{TimeoutError, timeout};
 pub use tokio_util::sync::CancellationToken;

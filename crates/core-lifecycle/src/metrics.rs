@@ -43,12 +43,18 @@ impl LifecycleMetrics {
     /// Instruments created from `meter`.
     pub fn new(meter: &Meter) -> Self {
         let counter = |name: &'static str, description: &'static str| {
-            meter.u64_counter(name).with_description(description).build()
+            meter
+                .u64_counter(name)
+                .with_description(description)
+                .build()
         };
         Self {
             spawned: counter("surefoot.tasks.spawned", "Task instances started"),
             finished: counter("surefoot.tasks.finished", "Task instances that returned Ok"),
-            failed: counter("surefoot.tasks.failed", "Task instances that returned an error"),
+            failed: counter(
+                "surefoot.tasks.failed",
+                "Task instances that returned an error",
+            ),
             panicked: counter("surefoot.tasks.panicked", "Task instances that panicked"),
             restarted: counter("surefoot.tasks.restarted", "Task restarts by a supervisor"),
             aborted: counter("surefoot.tasks.aborted", "Tasks aborted at a stop deadline"),

@@ -96,7 +96,10 @@ impl StatusMachine {
         expected: &'static [Status],
         to: Status,
     ) -> Result<Status, TransitionError> {
-        if let Some(&from) = expected.iter().find(|from| !TRANSITIONS.contains(&(**from, to))) {
+        if let Some(&from) = expected
+            .iter()
+            .find(|from| !TRANSITIONS.contains(&(**from, to)))
+        {
             return Err(TransitionError::NotAllowed { from, to });
         }
         let mut left = None;

@@ -340,6 +340,11 @@ mod tests {
         let mut names: Vec<_> = report.failed.iter().map(|f| f.name.as_str()).collect();
         names.sort();
         assert_eq!(names, ["errs", "panics"]);
-        assert!(report.failed.iter().any(|f| f.panicked && f.reason == "boom"));
+        assert!(
+            report
+                .failed
+                .iter()
+                .any(|f| f.panicked && f.reason == "boom")
+        );
     }
 }

@@ -106,8 +106,12 @@ impl SupervisorConfig {
 
     /// Fills in the metrics and event bus, so that clones share them.
     pub(crate) fn resolved(mut self) -> Self {
-        let metrics = self.metrics.get_or_insert_with(LifecycleMetrics::global).clone();
-        self.events.get_or_insert_with(|| EventBus::new(1024, metrics));
+        let metrics = self
+            .metrics
+            .get_or_insert_with(LifecycleMetrics::global)
+            .clone();
+        self.events
+            .get_or_insert_with(|| EventBus::new(1024, metrics));
         self
     }
 

@@ -11,7 +11,7 @@
 //!   goes `Failed`, health says why ([`IntensityExceeded`]), its tasks are cancelled, and a
 //!   parent supervisor sees the nested one fail (and applies its own policy);
 //! - [`Supervisor::stop`] stops the tasks in reverse start order, each cancelled and awaited in
-//!   turn, until the deadline; then the rest are aborted and named in the [`StopReport`]. When
+//!   turn, until the deadline; then the rest are aborted and named in the [`StopReport`](crate::StopReport). When
 //!   `stop` returns the supervisor holds no task.
 
 mod config;
@@ -67,7 +67,14 @@ impl Supervisor {
         status: StatusMachine,
         health: Health,
     ) -> Self {
-        let shared = Shared::new(name, config, CancellationToken::new(), status, health, false);
+        let shared = Shared::new(
+            name,
+            config,
+            CancellationToken::new(),
+            status,
+            health,
+            false,
+        );
         Self {
             shared: Arc::new(shared),
         }

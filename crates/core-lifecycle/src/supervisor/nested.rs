@@ -6,10 +6,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Supervisor;
 use super::config::{RestartPolicy, SupervisorConfig};
 use super::exit::IntensityExceeded;
 use super::shared::Shared;
-use super::Supervisor;
 use crate::error_class::{Classify, ErrorClass};
 use crate::task_group::SpawnError;
 

@@ -26,26 +26,30 @@ where
 {
     let slot: Slot = Arc::new(Mutex::new(Some(subscription)));
     let handler = Arc::new(handler);
-    supervisor.spawn(name, RestartPolicy::OnFailure, move |cancel: CancellationToken| {
-        let handler = handler.clone();
-        let mut lease = Lease::take(&slot);
-        async move {
-            let Some(subscription) = lease.subscription.as_mut() else {
-                return Ok::<(), E>(());
-            };
-            loop {
-                let event = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => return Ok(()),
-                    event = subscription.recv() => event,
+    supervisor.spawn(
+        name,
+        RestartPolicy::OnFailure,
+        move |cancel: CancellationToken| {
+            let handler = handler.clone();
+            let mut lease = Lease::take(&slot);
+            async move {
+                let Some(subscription) = lease.subscription.as_mut() else {
+                    return Ok::<(), E>(());
                 };
-                match event {
-                    Some(event) => handler(event).await?,
-                    None => return Ok(()),
+                loop {
+                    let event = tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => return Ok(()),
+                        event = subscription.recv() => event,
+                    };
+                    match event {
+                        Some(event) => handler(event).await?,
+                        None => return Ok(()),
+                    }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 /// Holds the subscription for one instance and puts it back when the instance ends, however

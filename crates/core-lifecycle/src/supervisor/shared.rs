@@ -164,7 +164,12 @@ impl Shared {
     }
 
     pub(crate) fn live_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.lock().children.iter().map(|c| c.name.to_string()).collect();
+        let mut names: Vec<String> = self
+            .lock()
+            .children
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
         names.sort();
         names
     }
@@ -244,13 +249,17 @@ impl Shared {
             // A stop already in progress owns the status; it will still report the failure.
             Err(refused) => tracing::debug!(%refused, "escalation left status to the stop"),
         }
-        self.metrics.escalations.add(1, &supervisor_attrs(&self.name));
-        self.events.emit(&self.name, None, EventKind::Escalated { error });
+        self.metrics
+            .escalations
+            .add(1, &supervisor_attrs(&self.name));
+        self.events
+            .emit(&self.name, None, EventKind::Escalated { error });
         self.cancel.cancel();
     }
 
     pub(crate) fn emit_status(&self, from: Status, to: Status) {
-        self.events.emit(&self.name, None, EventKind::StatusChanged { from, to });
+        self.events
+            .emit(&self.name, None, EventKind::StatusChanged { from, to });
     }
 
     pub(crate) fn escalation(&self) -> Option<IntensityExceeded> {
@@ -287,8 +296,11 @@ impl Shared {
             child.cancel.cancel();
             child.abort.abort();
             tracing::warn!(supervisor = %self.name, task = %child.name, "task did not stop before the deadline; aborted");
-            self.metrics.aborted.add(1, &super::runner::task_attrs(&self.name, &child.name));
-            self.events.emit(&self.name, Some(&child.name), EventKind::TaskAborted);
+            self.metrics
+                .aborted
+                .add(1, &super::runner::task_attrs(&self.name, &child.name));
+            self.events
+                .emit(&self.name, Some(&child.name), EventKind::TaskAborted);
             aborted.push(child.name.to_string());
             if let Some(nested) = child.nested.and_then(|nested| nested.upgrade()) {
                 trackers.extend(nested.abort_all());
@@ -302,13 +314,18 @@ impl Shared {
     /// Adds a nested supervisor's report to this one's, names prefixed with `prefix/`.
     pub(crate) fn absorb(&self, prefix: &str, report: StopReport) {
         let mut state = self.lock();
+        state.aborted.extend(
+            report
+                .aborted
+                .into_iter()
+                .map(|name| format!("{prefix}/{name}")),
+        );
         state
-            .aborted
-            .extend(report.aborted.into_iter().map(|name| format!("{prefix}/{name}")));
-        state.failures.extend(report.failed.into_iter().map(|mut failure| {
-            failure.name = format!("{prefix}/{}", failure.name);
-            failure
-        }));
+            .failures
+            .extend(report.failed.into_iter().map(|mut failure| {
+                failure.name = format!("{prefix}/{}", failure.name);
+                failure
+            }));
     }
 
     pub(crate) fn take_report(&self) -> StopReport {

@@ -32,20 +32,24 @@ impl Supervisor {
         E: Into<TaskError> + 'static,
     {
         let tick = Arc::new(tick);
-        self.spawn(name, RestartPolicy::OnFailure, move |cancel: CancellationToken| {
-            let tick = tick.clone();
-            async move {
-                let start = tokio::time::Instant::now() + period;
-                let mut interval = tokio::time::interval_at(start, period);
-                interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        biased;
-                        () = cancel.cancelled() => return Ok::<(), E>(()),
-                        _ = interval.tick() => tick().await?,
+        self.spawn(
+            name,
+            RestartPolicy::OnFailure,
+            move |cancel: CancellationToken| {
+                let tick = tick.clone();
+                async move {
+                    let start = tokio::time::Instant::now() + period;
+                    let mut interval = tokio::time::interval_at(start, period);
+                    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = cancel.cancelled() => return Ok::<(), E>(()),
+                            _ = interval.tick() => tick().await?,
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
     }
 }

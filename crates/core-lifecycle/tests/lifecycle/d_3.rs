@@ -24,8 +24,11 @@ impl Classify for Classified {
 
 async fn attempts_until_giving_up(class: ErrorClass) -> (u32, ErrorClass) {
     let calls = Arc::new(AtomicU32::new(0));
-    let policy = RetryPolicy::new(Backoff::new(Duration::from_millis(1), Duration::from_millis(5)))
-        .with_max_attempts(4);
+    let policy = RetryPolicy::new(Backoff::new(
+        Duration::from_millis(1),
+        Duration::from_millis(5),
+    ))
+    .with_max_attempts(4);
     let counted = calls.clone();
     let error = Retry::new("op", policy)
         .run(move |_| {
@@ -48,25 +51,45 @@ async fn d_3_2_retry_acts_on_the_error_class() {
         (Configuration, 1),
         (Cancelled, 1),
     ] {
-        assert_eq!(attempts_until_giving_up(class).await, (attempts, class), "{class}");
+        assert_eq!(
+            attempts_until_giving_up(class).await,
+            (attempts, class),
+            "{class}"
+        );
     }
 }
 
 #[test]
 fn d_3_2_io_errors_classify_themselves() {
     use std::io::{Error, ErrorKind};
-    assert_eq!(Error::from(ErrorKind::ConnectionReset).class(), ErrorClass::Transient);
-    assert_eq!(Error::from(ErrorKind::ConnectionRefused).class(), ErrorClass::Transient);
-    assert_eq!(Error::from(ErrorKind::TimedOut).class(), ErrorClass::Timeout);
-    assert_eq!(Error::from(ErrorKind::PermissionDenied).class(), ErrorClass::Permanent);
+    assert_eq!(
+        Error::from(ErrorKind::ConnectionReset).class(),
+        ErrorClass::Transient
+    );
+    assert_eq!(
+        Error::from(ErrorKind::ConnectionRefused).class(),
+        ErrorClass::Transient
+    );
+    assert_eq!(
+        Error::from(ErrorKind::TimedOut).class(),
+        ErrorClass::Timeout
+    );
+    assert_eq!(
+        Error::from(ErrorKind::PermissionDenied).class(),
+        ErrorClass::Permanent
+    );
     assert!(!ErrorClass::Configuration.is_retryable());
 }
 
 #[tokio::test(start_paused = true)]
 async fn d_3_2_timeouts_name_the_operation() {
-    let error: TimeoutError = timeout("bootstrap.connect", Duration::from_secs(3), std::future::pending::<()>())
-        .await
-        .unwrap_err();
+    let error: TimeoutError = timeout(
+        "bootstrap.connect",
+        Duration::from_secs(3),
+        std::future::pending::<()>(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.operation(), "bootstrap.connect");
     assert_eq!(error.limit(), Duration::from_secs(3));
     assert_eq!(error.class(), ErrorClass::Timeout);
@@ -81,7 +104,11 @@ async fn d_3_1_error_chains_keep_typed_sources() {
         .run(|_| async { Err::<(), _>(std::io::Error::from(std::io::ErrorKind::ConnectionReset)) })
         .await
         .unwrap_err();
-    let source = error.source().unwrap().downcast_ref::<std::io::Error>().unwrap();
+    let source = error
+        .source()
+        .unwrap()
+        .downcast_ref::<std::io::Error>()
+        .unwrap();
     assert_eq!(source.kind(), std::io::ErrorKind::ConnectionReset);
 
     // A service's start error: the component error's source is the service's own error.
@@ -94,7 +121,11 @@ async fn d_3_1_error_chains_keep_typed_sources() {
     );
     let error = component.start().await.unwrap_err();
     assert!(matches!(error, StartError::Service { .. }));
-    let io = error.source().unwrap().downcast_ref::<std::io::Error>().unwrap();
+    let io = error
+        .source()
+        .unwrap()
+        .downcast_ref::<std::io::Error>()
+        .unwrap();
     assert_eq!(io.kind(), std::io::ErrorKind::AddrInUse);
     // And health keeps the same typed error.
     let failure = component.health().report().failure.unwrap();

@@ -16,14 +16,32 @@ use crate::common::Metrics;
 const SOURCES: &[(&str, &str)] = &[
     ("breaker.rs", include_str!("../../src/breaker.rs")),
     ("component.rs", include_str!("../../src/component.rs")),
-    ("component/run.rs", include_str!("../../src/component/run.rs")),
+    (
+        "component/run.rs",
+        include_str!("../../src/component/run.rs"),
+    ),
     ("events.rs", include_str!("../../src/events.rs")),
     ("health.rs", include_str!("../../src/health.rs")),
-    ("status_machine.rs", include_str!("../../src/status_machine.rs")),
-    ("supervisor/shared.rs", include_str!("../../src/supervisor/shared.rs")),
-    ("supervisor/processor.rs", include_str!("../../src/supervisor/processor.rs")),
-    ("supervisor/runner.rs", include_str!("../../src/supervisor/runner.rs")),
-    ("supervisor/stop.rs", include_str!("../../src/supervisor/stop.rs")),
+    (
+        "status_machine.rs",
+        include_str!("../../src/status_machine.rs"),
+    ),
+    (
+        "supervisor/shared.rs",
+        include_str!("../../src/supervisor/shared.rs"),
+    ),
+    (
+        "supervisor/processor.rs",
+        include_str!("../../src/supervisor/processor.rs"),
+    ),
+    (
+        "supervisor/runner.rs",
+        include_str!("../../src/supervisor/runner.rs"),
+    ),
+    (
+        "supervisor/stop.rs",
+        include_str!("../../src/supervisor/stop.rs"),
+    ),
     ("task_group.rs", include_str!("../../src/task_group.rs")),
 ];
 
@@ -42,7 +60,10 @@ fn d_6_1_each_manager_has_one_documented_lock() {
             .map(|line| line.matches("Mutex<").count() + line.matches("RwLock<").count())
             .sum::<usize>();
         assert!(locks <= 1, "{file} declares {locks} locks");
-        assert!(!code.contains("tokio::sync::Mutex"), "{file} uses an async lock");
+        assert!(
+            !code.contains("tokio::sync::Mutex"),
+            "{file} uses an async lock"
+        );
         if locks == 1 {
             assert!(
                 source.contains("Lock") || source.contains("lock"),
@@ -59,10 +80,14 @@ async fn d_6_1_managers_used_concurrently_never_deadlock() {
         "d61",
         service_fn(|supervisor: Supervisor| async move {
             for i in 0..4 {
-                supervisor.spawn(format!("worker-{i}"), RestartPolicy::OnFailure, |cancel| async move {
-                    cancel.cancelled().await;
-                    Ok::<(), TaskError>(())
-                })?;
+                supervisor.spawn(
+                    format!("worker-{i}"),
+                    RestartPolicy::OnFailure,
+                    |cancel| async move {
+                        cancel.cancelled().await;
+                        Ok::<(), TaskError>(())
+                    },
+                )?;
             }
             Ok(())
         }),
@@ -84,12 +109,18 @@ async fn d_6_1_managers_used_concurrently_never_deadlock() {
                         drop(health.report());
                         if let Some(supervisor) = component.supervisor() {
                             drop(supervisor.live_task_names());
-                            drop(supervisor.spawn(format!("extra-{i}"), RestartPolicy::Never, |_c| async {
-                                Ok::<(), TaskError>(())
-                            }));
+                            drop(supervisor.spawn(
+                                format!("extra-{i}"),
+                                RestartPolicy::Never,
+                                |_c| async { Ok::<(), TaskError>(()) },
+                            ));
                         }
                     }
-                    _ => drop(breaker.call(async { Err::<(), _>(std::io::Error::other("x")) }).await),
+                    _ => drop(
+                        breaker
+                            .call(async { Err::<(), _>(std::io::Error::other("x")) })
+                            .await,
+                    ),
                 }
             });
         }

@@ -18,7 +18,11 @@ fn synthetic(n: u32) -> LifecycleEvent {
         at: Instant::now(),
         kind: EventKind::StatusChanged {
             from: Status::Starting,
-            to: if n % 2 == 0 { Status::Running } else { Status::Starting },
+            to: if n.is_multiple_of(2) {
+                Status::Running
+            } else {
+                Status::Starting
+            },
         },
     }
 }
@@ -62,7 +66,10 @@ async fn d_7_2_shutdown_meets_its_deadline_while_subscribers_are_blocked() {
         panic!("expected a Missed event, got {first:?}");
     };
     assert!(count > 90, "missed {count}");
-    assert_eq!(metrics.sum("surefoot.events.missed", &[]), i64::try_from(count).unwrap());
+    assert_eq!(
+        metrics.sum("surefoot.events.missed", &[]),
+        i64::try_from(count).unwrap()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -74,12 +81,12 @@ async fn d_7_2_event_processor_is_supervised_and_cancellable() {
     bus.spawn_processor(&supervisor, "processor", move |event| {
         let seen_tx = seen_tx.clone();
         async move {
-            if let EventKind::TaskStarted { .. } = event.kind {
-                if event.task.as_deref() == Some("bad") {
-                    // A failing handler is restarted, keeping its subscription.
-                    seen_tx.send("restart-me").unwrap();
-                    return Err(TaskError::from("handler failed"));
-                }
+            if matches!(event.kind, EventKind::TaskStarted { .. })
+                && event.task.as_deref() == Some("bad")
+            {
+                // A failing handler is restarted, keeping its subscription.
+                seen_tx.send("restart-me").unwrap();
+                return Err(TaskError::from("handler failed"));
             }
             if let EventKind::TaskExited { .. } = event.kind {
                 seen_tx.send("exit").unwrap();
@@ -89,17 +96,29 @@ async fn d_7_2_event_processor_is_supervised_and_cancellable() {
     })
     .unwrap();
     supervisor
-        .spawn("bad", RestartPolicy::Never, |_c| async { Ok::<(), TaskError>(()) })
+        .spawn("bad", RestartPolicy::Never, |_c| async {
+            Ok::<(), TaskError>(())
+        })
         .unwrap();
     assert_eq!(seen_rx.recv().await, Some("restart-me"));
     // The restarted processor still sees the events that followed (and its own restart's).
     assert_eq!(seen_rx.recv().await, Some("exit"));
-    assert!(supervisor.live_task_names().contains(&"processor".to_owned()));
+    assert!(
+        supervisor
+            .live_task_names()
+            .contains(&"processor".to_owned())
+    );
 
     let started = Instant::now();
     let report = supervisor.stop(Duration::from_secs(5)).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "processor honoured cancellation");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "processor honoured cancellation"
+    );
     assert!(report.aborted.is_empty());
     assert_eq!(report.failed.len(), 1, "the handler failure is reported");
-    assert_eq!(metrics.sum("surefoot.tasks.restarted", &[("task", "processor")]), 1);
+    assert_eq!(
+        metrics.sum("surefoot.tasks.restarted", &[("task", "processor")]),
+        1
+    );
 }

@@ -33,19 +33,40 @@ async fn d_8a_errors_during_stop_are_reported() {
     let report = component.stop(Duration::from_secs(1)).await.unwrap();
 
     assert!(!report.is_clean());
-    let mut failed: Vec<_> = report.failed.iter().map(|f| (f.name.as_str(), f.panicked)).collect();
+    let mut failed: Vec<_> = report
+        .failed
+        .iter()
+        .map(|f| (f.name.as_str(), f.panicked))
+        .collect();
     failed.sort();
     assert_eq!(failed, [("closer", true), ("flusher", false)]);
-    assert!(report.failed.iter().any(|f| f.reason.contains("final flush failed")));
-    assert_eq!(metrics.sum("surefoot.tasks.failed", &[("task", "flusher")]), 1);
-    assert_eq!(metrics.sum("surefoot.tasks.panicked", &[("task", "closer")]), 1);
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|f| f.reason.contains("final flush failed"))
+    );
+    assert_eq!(
+        metrics.sum("surefoot.tasks.failed", &[("task", "flusher")]),
+        1
+    );
+    assert_eq!(
+        metrics.sum("surefoot.tasks.panicked", &[("task", "closer")]),
+        1
+    );
 
     // The typed error travels with the event, and it was not restarted during the stop.
     loop {
         let event = events.recv().await.unwrap();
-        if let EventKind::TaskExited { cause: ExitCause::Failed(error), restarting } = event.kind {
+        if let EventKind::TaskExited {
+            cause: ExitCause::Failed(error),
+            restarting,
+        } = event.kind
+        {
             assert!(!restarting);
-            let io = error.downcast_ref::<std::io::Error>().expect("typed source");
+            let io = error
+                .downcast_ref::<std::io::Error>()
+                .expect("typed source");
             assert_eq!(io.to_string(), "final flush failed");
             break;
         }

@@ -38,9 +38,12 @@ async fn d_8b_retry_stops_at_its_budget_and_the_breaker_opens() {
         },
         metrics.metrics.clone(),
     );
-    let policy = RetryPolicy::new(Backoff::new(Duration::from_millis(10), Duration::from_millis(100)))
-        .with_max_attempts(6)
-        .with_max_elapsed(Duration::from_secs(30));
+    let policy = RetryPolicy::new(Backoff::new(
+        Duration::from_millis(10),
+        Duration::from_millis(100),
+    ))
+    .with_max_attempts(6)
+    .with_max_elapsed(Duration::from_secs(30));
     let retry = Retry::new("publish", policy).with_metrics(metrics.metrics.clone());
     let calls = Arc::new(AtomicU32::new(0));
 
@@ -60,15 +63,34 @@ async fn d_8b_retry_stops_at_its_budget_and_the_breaker_opens() {
         .await;
 
     let error = result.unwrap_err();
-    let RetryError::Exhausted { attempts, budget, last, .. } = &error else {
+    let RetryError::Exhausted {
+        attempts,
+        budget,
+        last,
+        ..
+    } = &error
+    else {
         panic!("{error}");
     };
     assert_eq!((*attempts, *budget), (6, Budget::Attempts));
-    assert!(matches!(last, BreakerError::Open { .. }), "rejected, not failed: {last}");
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "the breaker stopped the calls");
+    assert!(
+        matches!(last, BreakerError::Open { .. }),
+        "rejected, not failed: {last}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the breaker stopped the calls"
+    );
     assert_eq!(breaker.state(), BreakerState::Open);
-    assert_eq!(metrics.sum("surefoot.retries", &[("operation", "publish")]), 5);
-    assert_eq!(metrics.sum("surefoot.breaker.transitions", &[("to", "open")]), 1);
+    assert_eq!(
+        metrics.sum("surefoot.retries", &[("operation", "publish")]),
+        5
+    );
+    assert_eq!(
+        metrics.sum("surefoot.breaker.transitions", &[("to", "open")]),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -96,14 +118,20 @@ async fn d_8b_breaker_half_opens_and_closes_on_a_successful_probe() {
 
 #[tokio::test(start_paused = true)]
 async fn d_8b_retry_stops_at_its_time_budget() {
-    let policy = RetryPolicy::new(Backoff::new(Duration::from_millis(100), Duration::from_secs(1)))
-        .with_max_attempts(u32::MAX)
-        .with_max_elapsed(Duration::from_secs(5));
+    let policy = RetryPolicy::new(Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    ))
+    .with_max_attempts(u32::MAX)
+    .with_max_elapsed(Duration::from_secs(5));
     let started = Instant::now();
     let result = Retry::new("connect", policy)
         .run(|_| async { Err::<(), _>(Refused) })
         .await;
-    let Err(RetryError::Exhausted { budget, elapsed, .. }) = result else {
+    let Err(RetryError::Exhausted {
+        budget, elapsed, ..
+    }) = result
+    else {
         panic!("{result:?}");
     };
     assert_eq!(budget, Budget::Time);

@@ -10,7 +10,9 @@ use surefoot_core_lifecycle::{
 
 use crate::common::Metrics;
 
-fn panicking(policy: RestartPolicy) -> impl Fn(Supervisor) -> std::future::Ready<Result<(), TaskError>> + Send + Sync + 'static {
+fn panicking(
+    policy: RestartPolicy,
+) -> impl Fn(Supervisor) -> std::future::Ready<Result<(), TaskError>> + Send + Sync + 'static {
     move |supervisor: Supervisor| {
         std::future::ready(
             supervisor
@@ -27,10 +29,12 @@ fn panicking(policy: RestartPolicy) -> impl Fn(Supervisor) -> std::future::Ready
 #[tokio::test(start_paused = true)]
 async fn d_c1_panic_is_reported_restarted_and_past_intensity_the_component_is_failed() {
     let metrics = Metrics::new();
-    let config = metrics
-        .config()
-        .with_intensity(2, Duration::from_secs(60));
-    let component = Component::new("c1", service_fn(panicking(RestartPolicy::OnFailure)), config);
+    let config = metrics.config().with_intensity(2, Duration::from_secs(60));
+    let component = Component::new(
+        "c1",
+        service_fn(panicking(RestartPolicy::OnFailure)),
+        config,
+    );
     let mut events = component.events().subscribe();
     let mut status = component.subscribe_status();
 
@@ -82,7 +86,12 @@ async fn d_c1_panic_is_reported_restarted_and_past_intensity_the_component_is_fa
     // Stop from Failed reports every panic and leaves nothing.
     let report = component.stop(Duration::from_secs(1)).await.unwrap();
     assert_eq!(report.failed.len(), 3);
-    assert!(report.failed.iter().all(|f| f.panicked && f.reason.contains("boom")));
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| f.panicked && f.reason.contains("boom"))
+    );
     assert_eq!(component.status(), Status::Stopped);
 }
 
@@ -109,24 +118,39 @@ async fn d_c1_restart_policy_decides_what_is_restarted() {
         })
         .unwrap();
     supervisor
-        .spawn("on-failure", RestartPolicy::OnFailure, |_c| async { Ok::<(), TaskError>(()) })
+        .spawn("on-failure", RestartPolicy::OnFailure, |_c| async {
+            Ok::<(), TaskError>(())
+        })
         .unwrap();
 
     let mut seen = std::collections::HashMap::new();
     while seen.len() < 3 {
         let event = events.recv().await.unwrap();
         if let EventKind::TaskExited { restarting, .. } = event.kind {
-            seen.entry(event.task.unwrap().to_string()).or_insert(restarting);
+            seen.entry(event.task.unwrap().to_string())
+                .or_insert(restarting);
         }
     }
-    assert_eq!(seen["never"], false, "a failed Never task is reported, not restarted");
-    assert_eq!(seen["always"], true, "a returning Always task is an unexpected exit");
-    assert_eq!(seen["on-failure"], false, "a returning OnFailure task is done");
+    assert!(
+        !seen["never"],
+        "a failed Never task is reported, not restarted"
+    );
+    assert!(
+        seen["always"],
+        "a returning Always task is an unexpected exit"
+    );
+    assert!(!seen["on-failure"], "a returning OnFailure task is done");
     assert_eq!(supervisor.status(), Status::Running);
-    assert_eq!(metrics.sum("surefoot.tasks.failed", &[("task", "never")]), 1);
+    assert_eq!(
+        metrics.sum("surefoot.tasks.failed", &[("task", "never")]),
+        1
+    );
     let health = supervisor.health().report();
     assert_eq!(health.task_failures, 1);
-    assert_eq!(health.last_task_failure.as_ref().map(|(t, _)| &**t), Some("never"));
+    assert_eq!(
+        health.last_task_failure.as_ref().map(|(t, _)| &**t),
+        Some("never")
+    );
     let report = supervisor.stop(Duration::from_secs(1)).await;
     assert_eq!(report.failed.len(), 1);
     assert!(report.aborted.is_empty());
@@ -153,7 +177,10 @@ async fn d_c1_nested_supervisor_that_gives_up_is_restarted_then_escalates_to_its
     assert_eq!(parent.status(), Status::Failed);
     assert_eq!(&*gave_up.task, "child");
     let ExitCause::Failed(error) = &gave_up.last else {
-        panic!("expected the nested supervisor's failure, got {:?}", gave_up.last);
+        panic!(
+            "expected the nested supervisor's failure, got {:?}",
+            gave_up.last
+        );
     };
     let nested_error = error.downcast_ref::<NestedError>().expect("typed");
     let NestedError::GaveUp(inner) = nested_error else {

@@ -58,16 +58,32 @@ async fn d_c2_stop_lets_the_unit_in_hand_finish_and_aborts_a_task_that_ignores_c
     let started = Instant::now();
     let report = supervisor.stop(Duration::from_secs(2)).await;
 
-    assert_eq!(completed.load(Ordering::SeqCst), 1, "the unit in hand completed");
+    assert_eq!(
+        completed.load(Ordering::SeqCst),
+        1,
+        "the unit in hand completed"
+    );
     assert_eq!(report.aborted, ["stubborn"]);
     assert!(report.failed.is_empty(), "{report:?}");
-    assert_eq!(started.elapsed(), Duration::from_secs(2), "aborted at the deadline");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(2),
+        "aborted at the deadline"
+    );
     assert_eq!(supervisor.live_tasks(), 0);
-    assert_eq!(metrics.sum("surefoot.tasks.aborted", &[("task", "stubborn")]), 1);
+    assert_eq!(
+        metrics.sum("surefoot.tasks.aborted", &[("task", "stubborn")]),
+        1
+    );
     assert_eq!(metrics.sum("surefoot.tasks.active", &[]), 0);
-    assert!(supervisor.spawn("late", RestartPolicy::Never, |_c| async {
-        Ok::<(), TaskError>(())
-    }).is_err(), "a stopped supervisor takes no new task");
+    assert!(
+        supervisor
+            .spawn("late", RestartPolicy::Never, |_c| async {
+                Ok::<(), TaskError>(())
+            })
+            .is_err(),
+        "a stopped supervisor takes no new task"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,21 +113,19 @@ async fn d_c2_stop_goes_in_reverse_start_order() {
 async fn d_c2_nested_supervisor_stragglers_are_aborted_and_named() {
     let parent = Supervisor::new("root", Metrics::new().config());
     parent
-        .spawn_supervisor(
-            "inner",
-            RestartPolicy::Never,
-            Default::default(),
-            |child| {
-                child.spawn("stuck", RestartPolicy::Never, |_c| async {
-                    std::future::pending::<()>().await;
-                    Ok::<(), TaskError>(())
-                })
-            },
-        )
+        .spawn_supervisor("inner", RestartPolicy::Never, Default::default(), |child| {
+            child.spawn("stuck", RestartPolicy::Never, |_c| async {
+                std::future::pending::<()>().await;
+                Ok::<(), TaskError>(())
+            })
+        })
         .unwrap();
     let started = Instant::now();
     let report = parent.stop(Duration::from_secs(1)).await;
     assert!(started.elapsed() <= Duration::from_secs(1));
-    assert!(report.aborted.iter().any(|n| n == "inner/stuck"), "{report:?}");
+    assert!(
+        report.aborted.iter().any(|n| n == "inner/stuck"),
+        "{report:?}"
+    );
     assert_eq!(parent.live_tasks(), 0);
 }

@@ -17,7 +17,10 @@ async fn d_h1_thousand_supervised_restarts_never_overlap() {
     let config = metrics
         .config()
         .with_intensity(10 * CYCLES as u32, Duration::from_secs(1))
-        .with_backoff(Backoff::new(Duration::from_micros(10), Duration::from_micros(100)));
+        .with_backoff(Backoff::new(
+            Duration::from_micros(10),
+            Duration::from_micros(100),
+        ));
     let supervisor = Supervisor::new("h1", config);
     let instances = Instances::default();
     let (count_tx, mut count_rx) = mpsc::unbounded_channel();

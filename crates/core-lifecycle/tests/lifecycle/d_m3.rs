@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use surefoot_core_lifecycle::component::FnService;
 use surefoot_core_lifecycle::{
     Component, RestartPolicy, StartError, Status, Supervisor, TaskError, TransitionError,
     service_fn,
 };
-use surefoot_core_lifecycle::component::FnService;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
@@ -15,21 +15,13 @@ use crate::common::{Instances, Metrics};
 
 const N: usize = 100;
 
-type TestService = FnService<
-    Box<
-        dyn Fn(Supervisor) -> std::pin::Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>
-            + Send
-            + Sync,
-    >,
->;
+type StartFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
+type StartFn = Box<dyn Fn(Supervisor) -> StartFuture + Send + Sync>;
+type TestService = FnService<StartFn>;
 
 fn component(instances: &Instances) -> Component<TestService> {
     let counter = instances.clone();
-    let start: Box<
-        dyn Fn(Supervisor) -> std::pin::Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>
-            + Send
-            + Sync,
-    > = Box::new(move |supervisor: Supervisor| {
+    let start: StartFn = Box::new(move |supervisor: Supervisor| {
         let counter = counter.clone();
         Box::pin(async move {
             // The instance is counted from the moment start spawns it.
@@ -126,16 +118,28 @@ async fn d_m3_start_racing_stop_never_runs_two_instances() {
                         other => panic!("untyped start failure: {other}"),
                     })
                 } else {
-                    component.stop(Duration::from_secs(5)).await.map(|_| false).map_err(|e| e.source)
+                    component
+                        .stop(Duration::from_secs(5))
+                        .await
+                        .map(|_| false)
+                        .map_err(|e| e.source)
                 }
             });
         }
         let results = calls.join_all().await;
         let starts = results.iter().filter(|r| matches!(r, Ok(true))).count();
         let stops = results.iter().filter(|r| matches!(r, Ok(false))).count();
-        assert!(results.iter().all(|r| r.as_ref().err().is_none_or(is_conflict)), "round {round}");
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().err().is_none_or(is_conflict)),
+            "round {round}"
+        );
         // From Running: every successful start follows a successful stop.
-        assert!(stops == starts || stops == starts + 1, "round {round}: {starts} starts, {stops} stops");
+        assert!(
+            stops == starts || stops == starts + 1,
+            "round {round}: {starts} starts, {stops} stops"
+        );
         match component.status() {
             Status::Running => assert_eq!(instances.alive(), 1, "round {round}"),
             Status::Stopped => assert_eq!(instances.alive(), 0, "round {round}"),

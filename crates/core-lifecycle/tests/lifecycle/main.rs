@@ -2,6 +2,9 @@
 //! tasks; timing-sensitive tests run on tokio's paused clock; orderings are made with channels
 //! and tokens, never with sleeps.
 
+// Helpers shared by the tests panic on unexpected errors, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod d_3;
 mod d_6_1;

@@ -9,14 +9,16 @@ use tokio::time::Instant;
 
 use crate::common::Metrics;
 
-fn ticker(supervisor: &Supervisor, name: &str, every: Duration) -> mpsc::UnboundedReceiver<Instant> {
+fn ticker(
+    supervisor: &Supervisor,
+    name: &str,
+    every: Duration,
+) -> mpsc::UnboundedReceiver<Instant> {
     let (tx, rx) = mpsc::unbounded_channel();
     supervisor
         .spawn_interval(name, every, move || {
             let tx = tx.clone();
-            async move {
-                tx.send(Instant::now()).map_err(TaskError::from)
-            }
+            async move { tx.send(Instant::now()).map_err(TaskError::from) }
         })
         .unwrap();
     rx
@@ -31,7 +33,10 @@ async fn s_6_timers_are_registered_and_cancellable() {
     assert_eq!(supervisor.live_task_names(), ["heartbeat", "sweep"]);
 
     for n in 1..=3 {
-        assert_eq!(heartbeat.recv().await.unwrap() - start, Duration::from_secs(n));
+        assert_eq!(
+            heartbeat.recv().await.unwrap() - start,
+            Duration::from_secs(n)
+        );
     }
     assert!(supervisor.cancel_task("heartbeat"));
     // The timer's task ends (its sender is dropped) and it leaves the registry.

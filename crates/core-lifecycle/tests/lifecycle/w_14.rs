@@ -12,17 +12,30 @@ fn w_14_full_jitter_spreads_delays_over_the_whole_range() {
     assert_eq!(ceiling, Duration::from_millis(3_200));
     let delays: Vec<Duration> = (0..1_000).map(|_| backoff.delay(5)).collect();
     let distinct: HashSet<_> = delays.iter().collect();
-    assert!(distinct.len() > 990, "only {} distinct delays", distinct.len());
+    assert!(
+        distinct.len() > 990,
+        "only {} distinct delays",
+        distinct.len()
+    );
     assert!(delays.iter().all(|d| *d <= ceiling));
-    assert!(delays.iter().any(|d| *d < ceiling / 10), "lower tenth never used");
-    assert!(delays.iter().any(|d| *d > ceiling * 9 / 10), "upper tenth never used");
+    assert!(
+        delays.iter().any(|d| *d < ceiling / 10),
+        "lower tenth never used"
+    );
+    assert!(
+        delays.iter().any(|d| *d > ceiling * 9 / 10),
+        "upper tenth never used"
+    );
 }
 
 #[test]
 fn w_14_clients_that_fail_together_do_not_retry_together() {
-    let policy = RetryPolicy::new(Backoff::new(Duration::from_millis(50), Duration::from_secs(5)))
-        .with_max_attempts(6)
-        .with_max_elapsed(Duration::from_secs(600));
+    let policy = RetryPolicy::new(Backoff::new(
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+    ))
+    .with_max_attempts(6)
+    .with_max_elapsed(Duration::from_secs(600));
     let schedules: HashSet<Vec<Duration>> = (0..100)
         .map(|_| policy.schedule(rand::rng()).collect())
         .collect();
