@@ -21,6 +21,7 @@ mod process;
 mod proxy;
 mod proxy_conn;
 mod redis;
+mod watchdog;
 
 pub use binaries::{PG_BIN_ENV, PgBinaries, find_redis_server};
 pub use error::{Error, Result};

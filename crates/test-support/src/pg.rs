@@ -294,7 +294,14 @@ impl PgServer {
             .arg("-p")
             .arg(self.port.to_string());
         self.run_as.apply(&mut command, self.dir.path());
-        ServerProcess::spawn(SERVER, command, &self.log, Signal::SIGQUIT, DROP_GRACE)
+        ServerProcess::spawn(
+            SERVER,
+            command,
+            &self.log,
+            Signal::SIGQUIT,
+            DROP_GRACE,
+            self.dir.path(),
+        )
     }
 
     /// Polls until a real connection succeeds, the process exits, or the start timeout passes.

@@ -11,6 +11,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
+use crate::watchdog::Watchdog;
 
 /// How often bounded waits look again.
 pub(crate) const POLL: Duration = Duration::from_millis(10);
@@ -21,7 +22,8 @@ const KILL_WAIT: Duration = Duration::from_secs(20);
 /// stdout and stderr appended to a log file.
 ///
 /// Dropping it sends `drop_signal`, waits up to `drop_grace` for the leader to exit, then kills
-/// whatever is left (see [`ServerProcess::kill_tree`]) and waits for it to be gone.
+/// whatever is left (see [`ServerProcess::kill_tree`]) and waits for it to be gone. A
+/// [`Watchdog`] does the same (and removes the server's temp dir) if this process dies first.
 #[derive(Debug)]
 pub(crate) struct ServerProcess {
     server: String,
@@ -30,6 +32,8 @@ pub(crate) struct ServerProcess {
     drop_signal: Signal,
     drop_grace: Duration,
     exited: Option<ExitStatus>,
+    /// Dismissed when this is dropped, after the server is gone.
+    _watchdog: Watchdog,
 }
 
 impl ServerProcess {
@@ -40,6 +44,7 @@ impl ServerProcess {
         log: &Path,
         drop_signal: Signal,
         drop_grace: Duration,
+        dir: &Path,
     ) -> Result<Self> {
         let open_log = || {
             OpenOptions::new()
@@ -57,6 +62,18 @@ impl ServerProcess {
             .spawn()
             .map_err(|e| Error::io(format!("starting {server}: {command:?}"), e))?;
         tracing::debug!(server, pid = child.id(), "server process started");
+        let signal_name = drop_signal.as_str().trim_start_matches("SIG");
+        let watchdog = match Watchdog::spawn(child.id(), signal_name, dir) {
+            Ok(watchdog) => watchdog,
+            Err(e) => {
+                // Do not leave the server running without anyone to stop it.
+                let mut orphan = child;
+                if let Err(kill_error) = orphan.kill().and_then(|()| orphan.wait().map(drop)) {
+                    tracing::warn!(%kill_error, "could not stop a server without a watchdog");
+                }
+                return Err(e);
+            }
+        };
         Ok(Self {
             server: server.to_owned(),
             child,
@@ -64,6 +81,7 @@ impl ServerProcess {
             drop_signal,
             drop_grace,
             exited: None,
+            _watchdog: watchdog,
         })
     }
 

@@ -210,7 +210,14 @@ impl RedisServer {
         } else {
             command.args(["--appendonly", "no"]);
         }
-        ServerProcess::spawn(SERVER, command, &self.log, Signal::SIGKILL, Duration::ZERO)
+        ServerProcess::spawn(
+            SERVER,
+            command,
+            &self.log,
+            Signal::SIGKILL,
+            Duration::ZERO,
+            self.dir.path(),
+        )
     }
 
     async fn await_ready(&mut self, mut process: ServerProcess) -> Result<()> {
