@@ -110,6 +110,9 @@ impl Classify for StopError {
 }
 
 /// A supervised component. Cloning gives another handle to the same component.
+///
+/// Dropping the last handle drops the current supervisor, whose token is then cancelled, so
+/// tasks that honour it end; nothing is awaited or aborted (use [`Component::stop`]).
 pub struct Component<S> {
     inner: Arc<Inner<S>>,
 }

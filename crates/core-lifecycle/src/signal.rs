@@ -38,7 +38,10 @@ impl Classify for SignalError {
 ///
 /// The handlers are installed before this returns, so a signal sent after the call is never
 /// missed, even before the returned future is first polled. Once installed, tokio keeps them
-/// for the life of the process: the default action (terminate) no longer applies.
+/// for the life of the process: the default action (terminate) no longer applies. A
+/// signal that arrives before the returned future is polled is kept for it. Dropping the
+/// future drops its listeners; a signal that arrives after that is seen only by listeners
+/// created before the signal (call this again to listen afresh).
 pub fn shutdown_signal()
 -> Result<impl Future<Output = ShutdownSignal> + Send + 'static, SignalError> {
     let install = |kind: SignalKind, name: &'static str| {

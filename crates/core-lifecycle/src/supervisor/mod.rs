@@ -14,6 +14,7 @@
 //!   turn, until the deadline; then the rest are aborted and named in the [`StopReport`](crate::StopReport). When
 //!   `stop` returns the supervisor holds no task.
 
+mod blocking;
 mod config;
 mod exit;
 mod nested;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use blocking::BlockingCancelled;
 pub use config::{RestartPolicy, SupervisorConfig};
 pub use exit::{ExitCause, IntensityExceeded, PanicError, SharedError};
 pub use nested::NestedError;
@@ -183,6 +185,9 @@ impl Supervisor {
     /// should return promptly once the token is cancelled, after finishing the unit of work in
     /// hand. Fails if a task with this name is alive (a name is taken from spawn until the task
     /// ends for good, restarts included) or the supervisor is stopping or has given up.
+    ///
+    /// Must be called from within a tokio runtime (it panics otherwise, as `tokio::spawn`
+    /// does).
     pub fn spawn<F, Fut, E>(
         &self,
         name: impl Into<String>,

@@ -145,6 +145,10 @@ async fn d_c1_restart_policy_decides_what_is_restarted() {
         metrics.sum("surefoot.tasks.failed", &[("task", "never")]),
         1
     );
+    assert_eq!(
+        metrics.sum("surefoot.tasks.finished", &[("task", "on-failure")]),
+        1
+    );
     let health = supervisor.health().report();
     assert_eq!(health.task_failures, 1);
     assert_eq!(

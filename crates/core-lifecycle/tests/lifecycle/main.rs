@@ -15,6 +15,7 @@ mod d_c1;
 mod d_c2;
 mod d_h1;
 mod d_m3;
+mod health;
 mod s_5_s_6;
 mod status_props;
 mod w_14;

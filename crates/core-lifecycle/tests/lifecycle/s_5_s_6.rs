@@ -94,3 +94,53 @@ async fn s_5_sigterm_becomes_an_orderly_shutdown() {
     assert_eq!(done_rx.recv().await, Some("finished cleanly"));
     assert_eq!(supervisor.live_tasks(), 0);
 }
+
+#[tokio::test]
+async fn s_5_blocking_work_is_supervised_and_stops() {
+    let supervisor = Supervisor::new("blocking", Metrics::new().config());
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    supervisor
+        .spawn_blocking("cooperative", RestartPolicy::Never, |cancel| {
+            // Checks its token between units of work.
+            while !cancel.is_cancelled() {
+                std::thread::yield_now();
+            }
+            Ok::<(), TaskError>(())
+        })
+        .unwrap();
+    supervisor
+        .spawn_blocking("uninterruptible", RestartPolicy::Never, move |_cancel| {
+            // Blocks until the test releases it, whatever the token says.
+            release_rx.lock().unwrap().recv().map_err(TaskError::from)
+        })
+        .unwrap();
+    assert_eq!(supervisor.live_tasks(), 2);
+    let report = supervisor.stop(Duration::from_millis(200)).await;
+    assert_eq!(report.aborted, ["uninterruptible"]);
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(supervisor.live_tasks(), 0);
+    release_tx.send(()).unwrap();
+}
+
+#[tokio::test]
+async fn s_5_blocking_panic_is_reported_as_a_panic() {
+    let supervisor = Supervisor::new("blocking-panic", Metrics::new().config());
+    let mut events = supervisor.events().subscribe();
+    supervisor
+        .spawn_blocking("bad", RestartPolicy::Never, |_cancel| {
+            panic!("blocking boom");
+            #[allow(unreachable_code)]
+            Ok::<(), TaskError>(())
+        })
+        .unwrap();
+    loop {
+        let event = events.recv().await.unwrap();
+        if let surefoot_core_lifecycle::EventKind::TaskExited { cause, .. } = event.kind {
+            assert!(cause.is_panic(), "{cause}");
+            break;
+        }
+    }
+    let report = supervisor.stop(Duration::from_secs(1)).await;
+    assert!(report.failed[0].panicked);
+}
