@@ -22,7 +22,7 @@ pub use error_class::{Classify, ErrorClass};
 pub use events::{EventBus, EventKind, LifecycleEvent, Subscription};
 pub use health::{Health, HealthReport};
 pub use metrics::LifecycleMetrics;
-pub use retry::{Backoff, Retry, RetryError, RetryPolicy};
+pub use retry::{Backoff, Retry, RetryBudget, RetryError, RetryPolicy};
 pub use status::Status;
 pub use status_machine::{StatusMachine, TransitionError};
 pub use supervisor::{ExitCause, IntensityExceeded, RestartPolicy, Supervisor, SupervisorConfig};

@@ -2,7 +2,9 @@
 //! time budget, acting on each error's [`ErrorClass`](crate::ErrorClass).
 
 mod backoff;
+mod budget;
 mod run;
 
 pub use backoff::{Backoff, RetryPolicy, Schedule};
+pub use budget::RetryBudget;
 pub use run::{Budget, Retry, RetryError};

@@ -10,16 +10,20 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::RetryPolicy;
+use super::budget::RetryBudget;
 use crate::error_class::{Classify, ErrorClass};
 use crate::metrics::LifecycleMetrics;
 
 /// Which budget a retry loop ran out of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Budget {
     /// The attempt budget ([`RetryPolicy::max_attempts`]).
     Attempts,
     /// The time budget ([`RetryPolicy::max_elapsed`]): the next delay would have ended past it.
     Time,
+    /// The [`RetryBudget`] shared with other callers was empty.
+    Shared,
 }
 
 impl fmt::Display for Budget {
@@ -27,6 +31,7 @@ impl fmt::Display for Budget {
         f.write_str(match self {
             Budget::Attempts => "attempt",
             Budget::Time => "time",
+            Budget::Shared => "shared retry",
         })
     }
 }
@@ -145,6 +150,7 @@ pub struct Retry {
     policy: RetryPolicy,
     metrics: Option<LifecycleMetrics>,
     cancel: Option<CancellationToken>,
+    budget: Option<RetryBudget>,
 }
 
 impl Retry {
@@ -155,6 +161,7 @@ impl Retry {
             policy,
             metrics: None,
             cancel: None,
+            budget: None,
         }
     }
 
@@ -167,6 +174,13 @@ impl Retry {
     /// Stops waiting (and gives up with [`RetryError::Cancelled`]) when `token` is cancelled.
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
         self.cancel = Some(token);
+        self
+    }
+
+    /// Also draws every retry from `budget`, shared with other callers; when it is empty the
+    /// loop gives up with [`Budget::Shared`].
+    pub fn with_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -187,6 +201,9 @@ impl Retry {
     {
         let started = Instant::now();
         let mut made: u32 = 0;
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
         loop {
             let error = match attempt(made).await {
                 Ok(value) => return Ok(value),
@@ -208,6 +225,12 @@ impl Retry {
                 Some(Budget::Attempts)
             } else if elapsed.saturating_add(delay) > self.policy.max_elapsed() {
                 Some(Budget::Time)
+            } else if self
+                .budget
+                .as_ref()
+                .is_some_and(|budget| !budget.withdraw())
+            {
+                Some(Budget::Shared)
             } else {
                 None
             };

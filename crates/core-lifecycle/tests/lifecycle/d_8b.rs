@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use surefoot_core_lifecycle::retry::Budget;
 use surefoot_core_lifecycle::{
     Backoff, BreakerConfig, BreakerError, BreakerState, CircuitBreaker, Classify, ErrorClass,
-    Retry, RetryError, RetryPolicy,
+    Retry, RetryBudget, RetryError, RetryPolicy,
 };
 use tokio::time::Instant;
 
@@ -137,6 +137,37 @@ async fn d_8b_retry_stops_at_its_time_budget() {
     assert_eq!(budget, Budget::Time);
     assert!(elapsed <= Duration::from_secs(5));
     assert!(started.elapsed() <= Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn d_8b_shared_retry_budget_bounds_retries_across_callers() {
+    let budget = RetryBudget::new(3, 0.0);
+    let policy = RetryPolicy::new(Backoff::new(
+        Duration::from_millis(1),
+        Duration::from_millis(10),
+    ))
+    .with_max_attempts(10);
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut budgets = Vec::new();
+    for _ in 0..5 {
+        let calls = calls.clone();
+        let error = Retry::new("fan-out", policy)
+            .with_budget(budget.clone())
+            .run(move |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(Refused) }
+            })
+            .await
+            .unwrap_err();
+        let RetryError::Exhausted { budget, .. } = error else {
+            panic!("{error}");
+        };
+        budgets.push(budget);
+    }
+    assert!(budgets.iter().all(|b| *b == Budget::Shared));
+    // Five first attempts, and only the three retries the shared budget held.
+    assert_eq!(calls.load(Ordering::SeqCst), 5 + 3);
+    assert_eq!(budget.available(), 0);
 }
 
 fn expected_ceiling(base: Duration, cap: Duration, attempt: u32) -> Duration {

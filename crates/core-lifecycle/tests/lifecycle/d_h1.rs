@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use surefoot_core_lifecycle::{
-    Backoff, Component, RestartPolicy, Supervisor, TaskError, service_fn,
+    Backoff, Component, RestartPolicy, SpawnError, Supervisor, TaskError, service_fn,
 };
 use tokio::sync::mpsc;
 
@@ -48,6 +48,14 @@ async fn d_h1_thousand_supervised_restarts_never_overlap() {
     for _ in 0..CYCLES {
         count_rx.recv().await.unwrap();
     }
+    // The name stays taken across restarts: no second "flapping" can be spawned beside it.
+    let second = supervisor.spawn("flapping", RestartPolicy::Never, |_c| async {
+        Ok::<(), TaskError>(())
+    });
+    assert!(
+        matches!(second, Err(SpawnError::NameTaken { .. })),
+        "{second:?}"
+    );
     let report = supervisor.stop(Duration::from_secs(1)).await;
     assert!(report.aborted.is_empty());
     assert!(instances.total() >= CYCLES);
