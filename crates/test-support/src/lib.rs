@@ -6,7 +6,8 @@
 //! - [`FaultProxy`]: a loopback TCP proxy that passes through, cuts, black-holes or delays.
 //!
 //! Every server and proxy cleans up on drop, also when the test panics: no process and no temp
-//! dir is left behind. Nothing here touches the system instances on ports 5432 and 6379.
+//! dir is left behind. When the test process is killed outright, a watchdog process per server
+//! does that cleanup instead. Nothing here touches the system instances on ports 5432 and 6379.
 
 #![deny(missing_docs)]
 
