@@ -9,7 +9,7 @@ pub(crate) fn parse_bytea(text: &str) -> Option<Vec<u8>> {
 }
 
 fn parse_hex(hex: &[u8]) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     hex.chunks_exact(2)

@@ -37,6 +37,7 @@ mod encode;
 mod tests;
 
 pub use assembly_error::AssemblyError;
+pub(crate) use cursor::timestamp_from_postgres_micros;
 pub use decode_error::{DecodeError, Field, MessageKind};
 pub use messages::{
     Begin, Commit, Delete, Insert, LogicalMessage, Message, Oid, OldTuple, Origin, Relation,

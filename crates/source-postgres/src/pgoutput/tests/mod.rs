@@ -1,1 +1,11 @@
-//! Tests of the decoder.
+//! Tests of the decoder: unit tests, property tests, and the strategies and samples they share.
+
+mod decode_tests;
+mod message_props;
+mod render;
+mod samples;
+mod strategies;
+mod transaction_props;
+mod transaction_tests;
+mod value_props;
+mod value_tests;
