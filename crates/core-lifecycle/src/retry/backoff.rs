@@ -34,9 +34,17 @@ impl Backoff {
     /// The largest delay for retry `attempt` (0-based): `min(cap, base * 2^attempt)`, without
     /// overflow.
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        1u32.checked_shl(attempt)
-            .and_then(|factor| self.base.checked_mul(factor))
-            .map_or(self.cap, |delay| delay.min(self.cap))
+        let base = self.base.as_nanos();
+        let scaled = match 1u128.checked_shl(attempt) {
+            Some(factor) => base.saturating_mul(factor),
+            None if base == 0 => 0,
+            None => u128::MAX,
+        };
+        if scaled >= self.cap.as_nanos() {
+            self.cap
+        } else {
+            u64::try_from(scaled).map_or(self.cap, Duration::from_nanos)
+        }
     }
 
     /// A delay for retry `attempt` drawn uniformly from `[0, ceiling(attempt)]` with `rng`.

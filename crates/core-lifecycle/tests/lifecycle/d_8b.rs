@@ -170,6 +170,16 @@ async fn d_8b_shared_retry_budget_bounds_retries_across_callers() {
     assert_eq!(budget.available(), 0);
 }
 
+#[test]
+fn d_8b_ceiling_does_not_overflow_to_the_cap() {
+    // Found by the property below: a zero base must stay zero past 2^31.
+    let zero = Backoff::new(Duration::ZERO, Duration::from_millis(1));
+    assert_eq!(zero.ceiling(32), Duration::ZERO);
+    let big = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    assert_eq!(big.ceiling(200), Duration::from_secs(60));
+    assert_eq!(big.ceiling(3), Duration::from_secs(8));
+}
+
 fn expected_ceiling(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let scaled = base.as_nanos().saturating_mul(1u128 << attempt.min(100));
     Duration::from_nanos(u64::try_from(scaled.min(cap.as_nanos())).unwrap_or(u64::MAX))
