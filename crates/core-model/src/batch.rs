@@ -106,9 +106,35 @@ impl BatchSender {
             .map_err(|mpsc::error::SendError(batch)| ChannelClosed(batch))
     }
 
+    /// Waits for room for one batch and reserves it.
+    ///
+    /// Cancel-safe: dropping the future gives up the place in the queue of waiting senders and
+    /// loses nothing, so it can sit in a `select!` beside other work. `None` when the receiver is
+    /// gone.
+    pub async fn reserve(&self) -> Option<BatchPermit<'_>> {
+        self.inner
+            .reserve()
+            .await
+            .ok()
+            .map(|permit| BatchPermit { permit })
+    }
+
     /// Room left in the channel.
     pub fn capacity(&self) -> usize {
         self.inner.capacity()
+    }
+}
+
+/// Room for one batch in a [`BatchSender`]'s channel; see [`BatchSender::reserve`].
+#[derive(Debug)]
+pub struct BatchPermit<'a> {
+    permit: mpsc::Permit<'a, Batch>,
+}
+
+impl BatchPermit<'_> {
+    /// Sends the batch into the reserved room; cannot fail or wait.
+    pub fn send(self, batch: Batch) {
+        self.permit.send(batch);
     }
 }
 
@@ -118,6 +144,11 @@ impl BatchReceiver {
     /// Cancel-safe: if the future is dropped, no batch is lost.
     pub async fn recv(&mut self) -> Option<Batch> {
         self.inner.recv().await
+    }
+
+    /// The next batch if one is queued now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Batch> {
+        self.inner.try_recv().ok()
     }
 
     /// Stops intake: senders fail from now on, batches already queued can still be received.

@@ -12,7 +12,9 @@ pub mod traits;
 pub mod value;
 
 pub use ack::{AckOutcome, AckToken, AckTracker, TrackerError, TrackerSnapshot};
-pub use batch::{Batch, BatchReceiver, BatchSender, ChannelClosed, SourceId, batch_channel};
+pub use batch::{
+    Batch, BatchPermit, BatchReceiver, BatchSender, ChannelClosed, SourceId, batch_channel,
+};
 pub use change::{Change, Operation, TableRef};
 pub use error::ComponentError;
 pub use position::{Lsn, LsnParseError, Position};

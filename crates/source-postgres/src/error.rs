@@ -66,6 +66,47 @@ pub enum SourceError {
         source: pgwire_replication::PgWireError,
     },
 
+    /// A pgoutput message could not be decoded.
+    #[error("undecodable replication message")]
+    Decode(#[from] crate::pgoutput::DecodeError),
+
+    /// The decoded messages do not form valid transactions.
+    #[error("replication stream out of protocol")]
+    Assembly(#[from] crate::pgoutput::AssemblyError),
+
+    /// A batch could not be registered with the ack tracker (positions out of order).
+    #[error("batch positions out of order")]
+    Tracker(#[from] surefoot_core_model::TrackerError),
+
+    /// The server sent a timestamp outside the representable range.
+    #[error("commit timestamp {micros} µs after 2000-01-01 is out of range")]
+    InvalidTimestamp {
+        /// The raw value.
+        micros: i64,
+    },
+
+    /// The consumer of the source's output is gone.
+    #[error("the source's output channel is closed")]
+    OutputClosed,
+
+    /// The server ended the replication stream without being asked to.
+    #[error("the server ended the replication stream")]
+    StreamEnded,
+
+    /// A task of the source could not be started (the source is stopping).
+    #[error("could not start a task of the source")]
+    Spawn(#[from] surefoot_core_lifecycle::SpawnError),
+
+    /// Transient faults went on past the reconnect budget.
+    #[error("gave up reconnecting after {attempts} attempts")]
+    ReconnectBudgetExhausted {
+        /// Reconnects tried.
+        attempts: u32,
+        /// The error that ended the last session.
+        #[source]
+        last: Box<SourceError>,
+    },
+
     /// An operation did not finish in time.
     #[error(transparent)]
     Timeout(#[from] surefoot_core_lifecycle::timeout::TimeoutError),
@@ -96,7 +137,14 @@ impl Classify for SourceError {
             SourceError::PublicationMissing { .. }
             | SourceError::SlotPluginMismatch { .. }
             | SourceError::SlotLost { .. }
-            | SourceError::InvalidLsn(_) => ErrorClass::Permanent,
+            | SourceError::InvalidLsn(_)
+            | SourceError::Decode(_)
+            | SourceError::Assembly(_)
+            | SourceError::Tracker(_)
+            | SourceError::InvalidTimestamp { .. } => ErrorClass::Permanent,
+            SourceError::OutputClosed | SourceError::Spawn(_) => ErrorClass::Cancelled,
+            SourceError::ReconnectBudgetExhausted { .. } => ErrorClass::Permanent,
+            SourceError::StreamEnded => ErrorClass::Transient,
             SourceError::Timeout(_) => ErrorClass::Timeout,
             SourceError::Query { source, .. } => classify_driver_error(source),
             SourceError::Replication { source, .. } => classify_transport_error(source),

@@ -6,11 +6,20 @@
 
 pub mod config;
 pub mod error;
+mod heartbeat;
 pub mod ident;
+pub mod metrics;
 pub mod pgoutput;
+mod reconnect;
+mod session;
 pub mod setup;
+mod source;
+mod sql;
 pub mod sqlstate;
 pub mod transport;
 
+pub use config::{ConfigError, PostgresSourceConfig, SlotLostPolicy};
 pub use error::SourceError;
+pub use heartbeat::HEARTBEAT_PREFIX;
 pub use ident::{Identifier, IdentifierError, SlotName, TableName};
+pub use source::{PostgresSource, Reconnect};

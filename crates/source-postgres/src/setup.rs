@@ -1,10 +1,13 @@
 //! Preparing the server: checks that say exactly what is wrong, the publication, the slot.
 
+use std::time::Duration;
 use surefoot_core_model::Lsn;
+
 use tokio_postgres::Client;
 
 use crate::error::SourceError;
 use crate::ident::{Identifier, SlotName, TableName};
+use crate::sql::SqlConnection;
 
 /// Which tables the publication covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,5 +216,41 @@ pub async fn drop_slot(client: &Client, slot: &SlotName) -> Result<(), SourceErr
         .execute("SELECT pg_drop_replication_slot($1)", &[&slot.as_str()])
         .await
         .map_err(|error| SourceError::query("drop replication slot", error))?;
+    Ok(())
+}
+
+/// After a stop: waits until no walsender holds the slot, then makes sure its confirmed
+/// position is `final_flush` (advancing it if the last status update did not arrive before the
+/// connection closed). Polls every 20 ms; the caller bounds the whole wait.
+pub(crate) async fn settle_slot(
+    sql: &SqlConnection,
+    slot: &SlotName,
+    final_flush: Lsn,
+) -> Result<(), SourceError> {
+    const POLL: Duration = Duration::from_millis(20);
+    let state = loop {
+        match sql
+            .run("inspect slot", |client| inspect_slot(client, slot))
+            .await?
+        {
+            Some(state) if state.active => tokio::time::sleep(POLL).await,
+            Some(state) => break state,
+            None => return Ok(()),
+        }
+    };
+    if state.confirmed_flush < final_flush {
+        tracing::info!(%slot, from = %state.confirmed_flush, to = %final_flush, "advancing the released slot to the final watermark");
+        let target = final_flush.to_string();
+        sql.run("advance slot", |client| async move {
+            client
+                .execute(
+                    "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                    &[&slot.as_str(), &target],
+                )
+                .await
+                .map_err(|error| SourceError::query("advance slot", error))
+        })
+        .await?;
+    }
     Ok(())
 }

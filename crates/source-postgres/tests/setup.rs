@@ -1,5 +1,8 @@
 //! Server checks, publication and slot management against a real PostgreSQL.
 
+// Test code: a failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use surefoot_core_lifecycle::{Classify, ErrorClass};
 use surefoot_source_postgres::setup::{
     PublicationTables, check_server, create_slot, ensure_publication, inspect_slot,

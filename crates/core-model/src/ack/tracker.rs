@@ -68,6 +68,12 @@ impl TrackerSnapshot {
         self.watermark
     }
 
+    /// The last position registered (or the watermark, after a rewind): a source that reconnects
+    /// skips what it already sent up to here.
+    pub fn last_registered(&self) -> Option<Position> {
+        self.last_registered
+    }
+
     /// Batches registered and not yet part of the watermark (settled out of order, or pending).
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

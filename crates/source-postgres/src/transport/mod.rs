@@ -26,7 +26,7 @@ pub enum StreamEvent {
         /// LSN of the transaction's commit record.
         final_lsn: Lsn,
         /// Commit time.
-        commit_time: Option<DateTime<Utc>>,
+        commit_time: DateTime<Utc>,
         /// Transaction id.
         xid: u32,
     },
@@ -40,7 +40,7 @@ pub enum StreamEvent {
         /// LSN just past the commit record: what to confirm once it is delivered.
         end_lsn: Lsn,
         /// Commit time.
-        commit_time: Option<DateTime<Utc>>,
+        commit_time: DateTime<Utc>,
     },
     /// A `pg_logical_emit_message` message.
     Message {
@@ -72,7 +72,7 @@ pub enum CloseOutcome {
 
 /// An open replication stream.
 #[async_trait]
-pub trait ReplicationTransport: Send {
+pub trait ReplicationTransport: Send + std::fmt::Debug {
     /// The next event; `Ok(None)` when the stream ended cleanly.
     ///
     /// Cancel-safe: dropping the future loses no event.
@@ -93,7 +93,7 @@ pub trait ReplicationTransport: Send {
 
 /// Opens replication streams.
 #[async_trait]
-pub trait TransportConnector: Send + Sync {
+pub trait TransportConnector: Send + Sync + std::fmt::Debug {
     /// Opens a stream on the slot starting after `start`, with `start` reported as flushed.
     /// Fails within the connector's connect timeout.
     async fn open(&self, start: Lsn) -> Result<Box<dyn ReplicationTransport>, SourceError>;

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use pgwire_replication::{
     FeedbackObserver, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent,
     ReplicationMetrics,
@@ -16,6 +15,7 @@ use tokio::sync::watch;
 use super::{CloseOutcome, ReplicationTransport, StreamEvent, TransportConnector};
 use crate::error::SourceError;
 use crate::ident::{Identifier, SlotName};
+use crate::pgoutput::timestamp_from_postgres_micros;
 
 /// Where and how to open replication streams.
 #[derive(Debug, Clone)]
@@ -142,7 +142,7 @@ impl ReplicationTransport for PgWireTransport {
             .recv()
             .await
             .map_err(|error| SourceError::replication("receive", error))?;
-        Ok(event.and_then(stream_event))
+        event.map_or(Ok(None), stream_event)
     }
 
     fn confirm(&self, flush: Lsn) {
@@ -194,7 +194,7 @@ fn is_closed_connection(error: &PgWireError) -> bool {
     ))
 }
 
-fn stream_event(event: ReplicationEvent) -> Option<StreamEvent> {
+fn stream_event(event: ReplicationEvent) -> Result<Option<StreamEvent>, SourceError> {
     let lsn = |lsn: pgwire_replication::Lsn| Lsn(lsn.0);
     let event = match event {
         ReplicationEvent::KeepAlive { wal_end, .. } => StreamEvent::KeepAlive {
@@ -206,7 +206,7 @@ fn stream_event(event: ReplicationEvent) -> Option<StreamEvent> {
             commit_time_micros,
         } => StreamEvent::Begin {
             final_lsn: lsn(final_lsn),
-            commit_time: postgres_time(commit_time_micros),
+            commit_time: postgres_time(commit_time_micros)?,
             xid,
         },
         ReplicationEvent::XLogData { data, .. } => StreamEvent::Data(data),
@@ -217,7 +217,7 @@ fn stream_event(event: ReplicationEvent) -> Option<StreamEvent> {
         } => StreamEvent::Commit {
             commit_lsn: lsn(commit_lsn),
             end_lsn: lsn(end_lsn),
-            commit_time: postgres_time(commit_time_micros),
+            commit_time: postgres_time(commit_time_micros)?,
         },
         ReplicationEvent::Message {
             transactional,
@@ -231,13 +231,11 @@ fn stream_event(event: ReplicationEvent) -> Option<StreamEvent> {
             content,
         },
         // Only produced with a stop LSN, which this source never sets.
-        ReplicationEvent::StoppedAt { .. } => return None,
+        ReplicationEvent::StoppedAt { .. } => return Ok(None),
     };
-    Some(event)
+    Ok(Some(event))
 }
 
-/// Microseconds since 2000-01-01 UTC, PostgreSQL's epoch.
-fn postgres_time(micros: i64) -> Option<DateTime<Utc>> {
-    const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
-    DateTime::from_timestamp_micros(micros.checked_add(POSTGRES_EPOCH_UNIX_MICROS)?)
+fn postgres_time(micros: i64) -> Result<chrono::DateTime<chrono::Utc>, SourceError> {
+    timestamp_from_postgres_micros(micros).ok_or(SourceError::InvalidTimestamp { micros })
 }

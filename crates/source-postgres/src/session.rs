@@ -1,0 +1,277 @@
+//! One replication session: from an open stream to batches, and from the watermark back to the
+//! server, until the stream fails, a batch fails, or the source stops.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use surefoot_core_lifecycle::CancellationToken;
+use surefoot_core_lifecycle::timeout::timeout;
+use surefoot_core_model::{AckTracker, Batch, BatchSender, Lsn, Position, SourceId};
+use tokio::sync::watch;
+
+use crate::error::SourceError;
+use crate::metrics::SourceMetrics;
+use crate::pgoutput::{
+    Assembled, Begin, Commit, CompletedTransaction, TransactionAssembler, decode_bytes,
+};
+use crate::transport::{ReplicationTransport, StreamEvent};
+
+/// How a session ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionEnd {
+    /// The source is stopping.
+    Stopping,
+    /// A batch was not delivered: rewind the tracker and deliver again from the watermark.
+    Redeliver,
+}
+
+/// What a session needs from its source.
+pub(crate) struct SessionContext<'a> {
+    pub(crate) source: &'a SourceId,
+    pub(crate) tracker: &'a AckTracker,
+    pub(crate) output: &'a BatchSender,
+    pub(crate) metrics: &'a SourceMetrics,
+    /// The stream must show a sign of life this often (heartbeat on), or it is dead.
+    pub(crate) liveness: Option<Duration>,
+    /// The highest WAL position told to the server so far, shared with the source's stop.
+    pub(crate) confirmed: &'a watch::Sender<Lsn>,
+}
+
+/// A running session's state.
+pub(crate) struct Session<'a> {
+    ctx: SessionContext<'a>,
+    transport: Box<dyn ReplicationTransport>,
+    assembler: TransactionAssembler,
+    /// End LSN of each transaction in flight, by commit LSN.
+    end_lsns: BTreeMap<Lsn, Lsn>,
+    /// Transactions committed at or below this were delivered before: skip them.
+    delivered_through: Option<Lsn>,
+    /// A batch waiting for room in the output.
+    pending: Option<Batch>,
+    /// Whether anything was delivered or confirmed in this session (resets reconnect backoff).
+    pub(crate) made_progress: bool,
+}
+
+impl<'a> Session<'a> {
+    pub(crate) fn new(ctx: SessionContext<'a>, transport: Box<dyn ReplicationTransport>) -> Self {
+        // Everything up to the last registered batch was sent before: in flight batches settle
+        // on their own, failed ones come back through a rewind.
+        let delivered_through = ctx
+            .tracker
+            .snapshot()
+            .last_registered()
+            .and_then(|p| p.commit_lsn());
+        Self {
+            ctx,
+            transport,
+            assembler: TransactionAssembler::new(),
+            end_lsns: BTreeMap::new(),
+            delivered_through,
+            pending: None,
+            made_progress: false,
+        }
+    }
+
+    /// The transport, for the caller to close once the session ends.
+    pub(crate) fn into_transport(self) -> Box<dyn ReplicationTransport> {
+        self.transport
+    }
+
+    /// Runs until the source stops, a batch fails, or the stream fails.
+    ///
+    /// Cancel-safe at every await: events are read through the transport's cancel-safe `recv`,
+    /// and a batch waits for room through a reservation, so stopping loses nothing that was not
+    /// confirmed.
+    pub(crate) async fn run(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<SessionEnd, SourceError> {
+        let mut watermark = self.ctx.tracker.subscribe();
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Ok(SessionEnd::Stopping),
+                changed = watermark.changed() => {
+                    if changed.is_err() || self.on_tracker_change() {
+                        return Ok(SessionEnd::Redeliver);
+                    }
+                }
+                permit = self.ctx.output.reserve(), if self.pending.is_some() => {
+                    let (Some(permit), Some(batch)) = (permit, self.pending.take()) else {
+                        return Err(SourceError::OutputClosed);
+                    };
+                    permit.send(batch);
+                }
+                event = self.next_event(), if self.pending.is_none() => {
+                    match event? {
+                        Some(event) => self.on_event(event)?,
+                        None => return Err(SourceError::StreamEnded),
+                    }
+                }
+            }
+        }
+    }
+
+    /// For a stop: gives up the batch waiting for room (its token settles as abandoned, so it is
+    /// delivered again after restart), then waits up to `limit` for the batches in flight to
+    /// settle, confirming the watermark as it moves.
+    pub(crate) async fn drain(&mut self, limit: Duration) {
+        self.pending = None;
+        let mut watermark = self.ctx.tracker.subscribe();
+        let settled = async {
+            loop {
+                let snapshot = self.ctx.tracker.snapshot();
+                if snapshot.in_flight() == 0 || snapshot.failure().is_some() {
+                    return;
+                }
+                if watermark.changed().await.is_err() {
+                    return;
+                }
+                self.on_tracker_change();
+            }
+        };
+        if timeout("drain batches in flight", limit, settled)
+            .await
+            .is_err()
+        {
+            let in_flight = self.ctx.tracker.snapshot().in_flight();
+            tracing::warn!(source = %self.ctx.source, in_flight, "stopping with batches in flight; they are delivered again after restart");
+        }
+        self.on_tracker_change();
+    }
+
+    async fn next_event(&mut self) -> Result<Option<StreamEvent>, SourceError> {
+        match self.ctx.liveness {
+            Some(limit) => {
+                timeout(
+                    "receive from replication stream",
+                    limit,
+                    self.transport.recv(),
+                )
+                .await?
+            }
+            None => self.transport.recv().await,
+        }
+    }
+
+    /// Confirms the watermark's end LSN; returns true when a batch failed.
+    fn on_tracker_change(&mut self) -> bool {
+        let snapshot = self.ctx.tracker.snapshot();
+        if snapshot.failure().is_some() {
+            return true;
+        }
+        if let Some(commit_lsn) = snapshot.watermark().and_then(|w| w.commit_lsn()) {
+            let delivered: Vec<Lsn> = self
+                .end_lsns
+                .range(..=commit_lsn)
+                .map(|(_, end)| *end)
+                .collect();
+            self.end_lsns.retain(|commit, _| *commit > commit_lsn);
+            if let Some(end) = delivered.last() {
+                self.confirm(*end);
+            }
+        }
+        false
+    }
+
+    fn on_event(&mut self, event: StreamEvent) -> Result<(), SourceError> {
+        let assembled = match event {
+            StreamEvent::Begin {
+                final_lsn,
+                commit_time,
+                xid,
+            } => {
+                let begin = Begin {
+                    final_lsn,
+                    commit_time,
+                    xid,
+                };
+                self.assembler
+                    .feed(crate::pgoutput::Message::Begin(begin))?
+            }
+            StreamEvent::Data(bytes) => self.assembler.feed(decode_bytes(bytes)?)?,
+            StreamEvent::Commit {
+                commit_lsn,
+                end_lsn,
+                commit_time,
+            } => {
+                let commit = Commit {
+                    flags: 0,
+                    commit_lsn,
+                    end_lsn,
+                    commit_time,
+                };
+                self.assembler
+                    .feed(crate::pgoutput::Message::Commit(commit))?
+            }
+            StreamEvent::Message { lsn, .. } | StreamEvent::KeepAlive { wal_end: lsn } => {
+                self.confirm_if_idle(lsn);
+                None
+            }
+        };
+        match assembled {
+            Some(Assembled::Transaction(transaction)) => self.on_transaction(transaction)?,
+            Some(Assembled::Message(message)) => self.confirm_if_idle(message.lsn),
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn on_transaction(&mut self, transaction: CompletedTransaction) -> Result<(), SourceError> {
+        self.ctx
+            .metrics
+            .transaction_received(transaction.changes.len());
+        if self
+            .delivered_through
+            .is_some_and(|through| transaction.commit_lsn <= through)
+        {
+            self.ctx.metrics.transaction_skipped();
+            return Ok(());
+        }
+        if transaction.changes.is_empty() {
+            self.confirm_if_idle(transaction.end_lsn);
+            return Ok(());
+        }
+        let last_ordinal = u32::try_from(transaction.changes.len() - 1).unwrap_or(u32::MAX);
+        let first = Position::postgres(transaction.commit_lsn, 0);
+        let last = Position::postgres(transaction.commit_lsn, last_ordinal);
+        let ack = self.ctx.tracker.register(first, last)?;
+        self.end_lsns
+            .insert(transaction.commit_lsn, transaction.end_lsn);
+        self.pending = Some(Batch {
+            source: self.ctx.source.clone(),
+            first,
+            last,
+            commit_time: Some(transaction.commit_time),
+            changes: Arc::from(transaction.changes),
+            ack,
+        });
+        Ok(())
+    }
+
+    /// With nothing in flight, nothing waiting and no transaction open, everything the server
+    /// sent up to `lsn` is delivered (or was never ours): confirm it.
+    fn confirm_if_idle(&mut self, lsn: Lsn) {
+        let idle = self.pending.is_none()
+            && !self.assembler.in_transaction()
+            && self.ctx.tracker.snapshot().in_flight() == 0;
+        if idle {
+            self.confirm(lsn);
+        }
+    }
+
+    fn confirm(&mut self, lsn: Lsn) {
+        let raised = self.ctx.confirmed.send_if_modified(|confirmed| {
+            let raise = lsn > *confirmed;
+            if raise {
+                *confirmed = lsn;
+            }
+            raise
+        });
+        if raised {
+            self.transport.confirm(lsn);
+            self.made_progress = true;
+        }
+    }
+}
