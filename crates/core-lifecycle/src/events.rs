@@ -82,6 +82,8 @@ pub enum EventKind {
 }
 
 /// A broadcast bus of [`LifecycleEvent`]s. Cloning gives another handle to the same bus.
+///
+/// When every handle is dropped, subscribers read what is left for them and then get `None`.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<LifecycleEvent>,

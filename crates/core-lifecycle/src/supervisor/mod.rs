@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use blocking::BlockingCancelled;
 pub use config::{RestartPolicy, SupervisorConfig};
@@ -218,8 +219,10 @@ impl Supervisor {
         let name: Arc<str> = name.into();
         let shared = &self.shared;
         shared.register(id, name.clone(), |tokens| {
+            let span = tracing::info_span!("task", supervisor = %shared.name, task = %name);
             let ctx = ChildCtx::new(shared, name, policy, tokens);
-            shared.tracker.spawn(run_child(ctx, factory)).abort_handle()
+            let runner = run_child(ctx, factory).instrument(span);
+            shared.tracker.spawn(runner).abort_handle()
         })
     }
 }
