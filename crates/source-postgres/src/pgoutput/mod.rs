@@ -16,6 +16,28 @@
 //! The decoder expects the source's session settings: `proto_version '1'`, text format (no
 //! `binary`), `DateStyle=ISO` and `bytea_output` hex or escape. Anything else surfaces as a
 //! typed error rather than a misread value.
+//!
+//! # Decisions
+//!
+//! - Protocol version 1 only: the tags of streamed and two-phase transactions (`S`, `E`, `c`,
+//!   `A`, `P`, `K`, `r`, `b`, …) are [`DecodeError::UnknownTag`], never skipped.
+//! - Flag bytes (Commit, Message, column flags, Truncate options) keep unknown bits, so a
+//!   newer server's flags are not silently dropped by decoding.
+//! - Counts from the wire never size an allocation beyond what the remaining bytes can hold.
+//! - A value in binary format (`b`) decodes as bytes, but turning it into a [`Value`] is a
+//!   [`ValueParseError::BinaryFormat`]: surefoot asks for text and does not guess binary layouts.
+//! - Valid values the Rust types cannot hold (`infinity` dates and timestamps, `24:00:00`, years
+//!   beyond chrono's range) are kept exactly as [`Value::Other`] with their type's name.
+//! - Names of types from Type messages are schema-qualified unless the schema is `pg_catalog`.
+//! - Changes of a transaction stay inside the assembler until its Commit; Origin messages and
+//!   transactional logical messages are kept on the [`CompletedTransaction`]; a
+//!   non-transactional logical message is handed out at once, wherever it arrives.
+//! - A Truncate's `CASCADE`/`RESTART IDENTITY` options are decoded but not carried by the
+//!   shared [`Change`] model, which has a bare truncate.
+//!
+//! [`Value`]: surefoot_core_model::Value
+//! [`Value::Other`]: surefoot_core_model::Value::Other
+//! [`Change`]: surefoot_core_model::Change
 
 mod assembly_error;
 mod bodies;
