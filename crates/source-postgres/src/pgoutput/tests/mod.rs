@@ -1,5 +1,6 @@
 //! Tests of the decoder: unit tests, property tests, and the strategies and samples they share.
 
+mod assembly_tests;
 mod decode_tests;
 mod message_props;
 mod render;

@@ -5,9 +5,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use surefoot_core_model::Lsn;
 
 use crate::pgoutput::{
-    Begin, Commit, Delete, Insert, LogicalMessage, Message, Oid, OldTuple, Origin, Relation,
-    RelationColumn, ReplicaIdentity, Truncate, TruncateOptions, TupleData, TupleValue, TypeInfo,
-    Update, oids,
+    Assembled, AssemblyError, Begin, Commit, CompletedTransaction, Delete, Insert, LogicalMessage,
+    Message, Oid, OldTuple, Origin, Relation, RelationColumn, ReplicaIdentity,
+    TransactionAssembler, Truncate, TruncateOptions, TupleData, TupleValue, TypeInfo, Update, oids,
 };
 
 /// The relation id of [`users_relation`].
@@ -145,4 +145,25 @@ pub(crate) fn one_of_each() -> Vec<Message> {
         }),
         Message::Message(heartbeat(false)),
     ]
+}
+
+pub(crate) fn assembler() -> TransactionAssembler {
+    let mut assembler = TransactionAssembler::new();
+    for relation in [users_relation(), events_relation()] {
+        assert_eq!(assembler.feed(Message::Relation(relation)).unwrap(), None);
+    }
+    assembler
+}
+
+/// Feeds Begin, `changes` and Commit; returns the completed transaction.
+pub(crate) fn run(changes: Vec<Message>) -> Result<CompletedTransaction, AssemblyError> {
+    let mut assembler = assembler();
+    assembler.feed(begin())?;
+    for change in changes {
+        assert_eq!(assembler.feed(change)?, None);
+    }
+    match assembler.feed(commit())? {
+        Some(Assembled::Transaction(transaction)) => Ok(transaction),
+        other => panic!("commit gave {other:?}"),
+    }
 }
