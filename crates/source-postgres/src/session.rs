@@ -88,6 +88,10 @@ impl<'a> Session<'a> {
         cancel: &CancellationToken,
     ) -> Result<SessionEnd, SourceError> {
         let mut watermark = self.ctx.tracker.subscribe();
+        // A batch that failed before this session subscribed would otherwise go unnoticed.
+        if self.on_tracker_change() {
+            return Ok(SessionEnd::Redeliver);
+        }
         loop {
             tokio::select! {
                 biased;

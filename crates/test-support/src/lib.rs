@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod binaries;
+pub mod chaos;
 mod error;
 mod pg;
 mod pg_admin;

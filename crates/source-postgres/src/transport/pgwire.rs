@@ -17,6 +17,11 @@ use crate::error::SourceError;
 use crate::ident::{Identifier, SlotName};
 use crate::pgoutput::timestamp_from_postgres_micros;
 
+/// Session settings that fix the text form of values the decoder parses: ISO dates, UTC, hex
+/// bytea, floats with every digit.
+const SESSION_OPTIONS: &str = "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=postgres \
+                               -c bytea_output=hex -c extra_float_digits=3";
+
 /// Where and how to open replication streams.
 #[derive(Debug, Clone)]
 pub struct ReplicationEndpoint {
@@ -76,6 +81,7 @@ impl PgWireConnector {
         .with_wakeup_interval(endpoint.status_interval)
         .with_buffer_size(endpoint.buffer_events.max(1))
         .with_application_name(endpoint.application_name.clone())
+        .with_options(SESSION_OPTIONS)
         .with_feedback_observer(feedback)
     }
 }
