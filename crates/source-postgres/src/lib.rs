@@ -1,7 +1,4 @@
-//! PostgreSQL logical replication source for surefoot.
-//!
-//! (Work in progress: issue 4.)
-
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 pub mod config;
