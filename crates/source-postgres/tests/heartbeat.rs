@@ -1,0 +1,214 @@
+//! The heartbeat against a real PostgreSQL: it keeps an idle slot advancing while only
+//! unpublished tables are written, and it makes a black-holed replication connection visible
+//! to the liveness timeout, after which the source reconnects and delivers again.
+
+// Test code: a failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use surefoot_core_lifecycle::{Backoff, ErrorClass, RetryPolicy};
+use surefoot_core_model::{Batch, BatchReceiver, Lsn, Source, Value, batch_channel};
+use surefoot_source_postgres::setup::PublicationTables;
+use surefoot_source_postgres::transport::{PgWireConnector, ReplicationEndpoint};
+use surefoot_source_postgres::{
+    Identifier, PostgresSource, PostgresSourceConfig, SlotName, TableName,
+};
+use surefoot_test_support::{FaultProxy, PgClient, PgServer};
+
+const BOUND: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+
+fn config(server: &PgServer, id: &str) -> PostgresSourceConfig {
+    let mut config = PostgresSourceConfig::new(
+        id,
+        server.host(),
+        server.port(),
+        server.user(),
+        "postgres",
+        SlotName::parse(&format!("{id}_slot")).unwrap(),
+        Identifier::parse("publication", &format!("{id}_pub")).unwrap(),
+    );
+    config.tables = PublicationTables::Tables(vec![TableName::parse("published").unwrap()]);
+    config.heartbeat = Some(Duration::from_millis(200));
+    config.liveness_timeout = Duration::from_secs(1);
+    config.status_interval = Duration::from_millis(100);
+    config
+}
+
+async fn tables(server: &PgServer) -> PgClient {
+    let client = server.connect("postgres").await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE published (id int PRIMARY KEY);
+             CREATE TABLE unpublished (id int PRIMARY KEY);",
+        )
+        .await
+        .unwrap();
+    client
+}
+
+async fn confirmed_flush(admin: &PgClient, slot: &str) -> Lsn {
+    let row = admin
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap();
+    row.get::<_, String>(0).parse().unwrap()
+}
+
+async fn current_wal_lsn(admin: &PgClient) -> Lsn {
+    let row = admin
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap();
+    row.get::<_, String>(0).parse().unwrap()
+}
+
+async fn next_batch(batches: &mut BatchReceiver) -> Batch {
+    tokio::time::timeout(BOUND, batches.recv())
+        .await
+        .expect("no batch within the bound")
+        .expect("source output closed")
+}
+
+fn ids(batch: &Batch) -> Vec<Value> {
+    batch
+        .changes
+        .iter()
+        .map(|c| c.after().unwrap().get("id").unwrap().clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn with_only_unpublished_writes_the_heartbeat_advances_the_slot() {
+    let server = PgServer::new().await.unwrap();
+    let admin = tables(&server).await;
+    let (output, mut batches) = batch_channel(16);
+    let source = PostgresSource::new(config(&server, "idle"), output).unwrap();
+    source.start().await.unwrap();
+    let at_start = confirmed_flush(&admin, "idle_slot").await;
+
+    // A while of writes the publication does not cover: pgoutput sends nothing for them.
+    for id in 1..=50 {
+        admin
+            .execute("INSERT INTO unpublished VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+    }
+    let after_writes = current_wal_lsn(&admin).await;
+    assert!(after_writes > at_start);
+
+    let advanced = async {
+        loop {
+            let flushed = confirmed_flush(&admin, "idle_slot").await;
+            if flushed >= after_writes {
+                return flushed;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    let flushed = tokio::time::timeout(BOUND, advanced)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the slot stayed behind {after_writes} (was {at_start} after start)")
+        });
+    assert!(flushed > at_start);
+    assert!(
+        batches.try_recv().is_none(),
+        "unpublished writes produced a batch"
+    );
+    assert!(source.reconnects().is_empty());
+    source.stop(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_replication_connection_times_out_and_the_source_reconnects() {
+    // A short sender timeout ends the walsender orphaned by the black hole soon, so that the
+    // slot is free again for the reconnect.
+    let server = PgServer::builder()
+        .setting("wal_sender_timeout", "'3s'")
+        .start()
+        .await
+        .unwrap();
+    let admin = tables(&server).await;
+    let upstream = format!("{}:{}", server.host(), server.port())
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+
+    let mut config = config(&server, "hole");
+    config.connect_timeout = Duration::from_secs(2);
+    config.reconnect = RetryPolicy::new(Backoff::new(
+        Duration::from_millis(20),
+        Duration::from_millis(500),
+    ))
+    .with_max_elapsed(Duration::from_secs(120));
+    // Only the replication connection goes through the proxy; the heartbeat and setup SQL
+    // reach the server directly, so heartbeats keep being written while the stream is silent.
+    let connector = PgWireConnector::new(ReplicationEndpoint {
+        host: proxy.listen_addr().ip().to_string(),
+        port: proxy.port(),
+        user: config.user.clone(),
+        password: config.password.clone(),
+        database: config.database.clone(),
+        slot: config.slot.clone(),
+        publication: config.publication.clone(),
+        application_name: format!("surefoot-{}-replication", config.id),
+        status_interval: config.status_interval,
+        connect_timeout: config.connect_timeout,
+        buffer_events: config.buffer_events,
+    });
+    let (output, mut batches) = batch_channel(16);
+    let source = PostgresSource::with_connector(config, output, Arc::new(connector));
+    source.start().await.unwrap();
+
+    admin
+        .execute("INSERT INTO published VALUES (1)", &[])
+        .await
+        .unwrap();
+    let first = next_batch(&mut batches).await;
+    assert_eq!(ids(&first), vec![Value::Int32(1)]);
+    first.ack.delivered();
+    assert!(source.reconnects().is_empty());
+
+    proxy.black_hole();
+    let detected = async {
+        loop {
+            if let Some(first) = source.reconnects().first().cloned() {
+                return first;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    let reconnect = tokio::time::timeout(BOUND, detected)
+        .await
+        .expect("the silent connection was never declared dead");
+    assert_eq!(
+        reconnect.class,
+        ErrorClass::Timeout,
+        "first reconnect: {reconnect:?}"
+    );
+    assert!(
+        reconnect.error.contains("receive from replication stream"),
+        "the liveness timeout should have ended the session: {reconnect:?}"
+    );
+
+    proxy.heal();
+    admin
+        .execute("INSERT INTO published VALUES (2)", &[])
+        .await
+        .unwrap();
+    let second = next_batch(&mut batches).await;
+    assert_eq!(
+        ids(&second),
+        vec![Value::Int32(2)],
+        "after the reconnect the next transaction, and only it, arrives"
+    );
+    second.ack.delivered();
+    source.stop(Duration::from_secs(10)).await.unwrap();
+    assert!(batches.try_recv().is_none());
+}
