@@ -9,6 +9,7 @@
 //! | `surefoot.pg.connections.attempted` | counter | replication connections opened or tried |
 //! | `surefoot.pg.connections.failed` | counter (attribute `class`) | sessions that ended with an error |
 //! | `surefoot.pg.connections.recovered` | counter | sessions that streamed after a failed one |
+//! | `surefoot.pg.backpressure.seconds` | counter (f64) | time a decoded transaction waited for room in the output |
 //! | `surefoot.pg.wal.lag_bytes` | gauge | server WAL end minus the confirmed position |
 //! | `surefoot.pg.wal.retained_bytes` | gauge | WAL the slot keeps on the server |
 //!
@@ -31,6 +32,7 @@ pub struct SourceMetrics {
     attempts: Counter<u64>,
     failures: Counter<u64>,
     recoveries: Counter<u64>,
+    blocked_seconds: Counter<f64>,
     lag_bytes: Gauge<u64>,
     retained_bytes: Gauge<u64>,
 }
@@ -71,6 +73,11 @@ impl SourceMetrics {
                 "surefoot.pg.connections.recovered",
                 "Sessions that streamed after a failed one",
             ),
+            blocked_seconds: meter
+                .f64_counter("surefoot.pg.backpressure.seconds")
+                .with_description("Time decoded transactions waited for room in the output")
+                .with_unit("s")
+                .build(),
             lag_bytes: gauge(
                 "surefoot.pg.wal.lag_bytes",
                 "Server WAL end minus the confirmed position",
@@ -107,6 +114,10 @@ impl SourceMetrics {
 
     pub(crate) fn recovered(&self) {
         self.recoveries.add(1, &self.attrs);
+    }
+
+    pub(crate) fn blocked(&self, waited: std::time::Duration) {
+        self.blocked_seconds.add(waited.as_secs_f64(), &self.attrs);
     }
 
     pub(crate) fn wal_positions(&self, lag_bytes: u64, retained_bytes: u64) {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_lifecycle::timeout::timeout;
@@ -47,8 +47,9 @@ pub(crate) struct Session<'a> {
     end_lsns: BTreeMap<Lsn, Lsn>,
     /// Transactions committed at or below this were delivered before: skip them.
     delivered_through: Option<Lsn>,
-    /// A batch waiting for room in the output.
+    /// A batch waiting for room in the output, and since when.
     pending: Option<Batch>,
+    pending_since: Instant,
     /// Whether anything was delivered or confirmed in this session (resets reconnect backoff).
     pub(crate) made_progress: bool,
 }
@@ -69,6 +70,7 @@ impl<'a> Session<'a> {
             end_lsns: BTreeMap::new(),
             delivered_through,
             pending: None,
+            pending_since: Instant::now(),
             made_progress: false,
         }
     }
@@ -105,6 +107,7 @@ impl<'a> Session<'a> {
                     let (Some(permit), Some(batch)) = (permit, self.pending.take()) else {
                         return Err(SourceError::OutputClosed);
                     };
+                    self.ctx.metrics.blocked(self.pending_since.elapsed());
                     permit.send(batch);
                 }
                 event = self.next_event(), if self.pending.is_none() => {
@@ -243,6 +246,7 @@ impl<'a> Session<'a> {
         let ack = self.ctx.tracker.register(first, last)?;
         self.end_lsns
             .insert(transaction.commit_lsn, transaction.end_lsn);
+        self.pending_since = Instant::now();
         self.pending = Some(Batch {
             source: self.ctx.source.clone(),
             first,
