@@ -47,6 +47,9 @@ struct Workload {
     changes: u64,
     ours: Duration,
     theirs: Duration,
+    /// CPU time (user + system) of the reader's process over the read, median.
+    ours_cpu: Duration,
+    theirs_cpu: Duration,
 }
 
 fn main() {
@@ -78,15 +81,23 @@ async fn run() {
         .await
         .unwrap();
 
-    let bulk = measure(&server, &admin, &pg_recvlogical, "bulk", write_bulk).await;
-    let small = measure(&server, &admin, &pg_recvlogical, "small", write_small).await;
+    // `SUREFOOT_BENCH_ONLY=bulk` or `=small` runs one workload (for profiling).
+    let only = std::env::var("SUREFOOT_BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
+    let mut workloads = Vec::new();
+    if wanted("bulk") {
+        workloads.push(measure(&server, &admin, &pg_recvlogical, "bulk", write_bulk).await);
+    }
+    if wanted("small") {
+        workloads.push(measure(&server, &admin, &pg_recvlogical, "small", write_small).await);
+    }
 
     println!();
     println!(
         "| workload | changes | ours (changes/s) | pg_recvlogical (changes/s) | ratio (ours/theirs) |"
     );
     println!("|---|---:|---:|---:|---:|");
-    for workload in [&bulk, &small] {
+    for workload in &workloads {
         let ours = rate(workload.changes, workload.ours);
         let theirs = rate(workload.changes, workload.theirs);
         println!(
@@ -99,13 +110,38 @@ async fn run() {
         );
     }
     println!();
-    for workload in [&bulk, &small] {
+    for workload in &workloads {
         println!(
-            "{}: ours {:.3} s, pg_recvlogical {:.3} s",
+            "{}: ours {:.3} s ({:.2} s CPU), pg_recvlogical {:.3} s ({:.2} s CPU)",
             workload.name,
             workload.ours.as_secs_f64(),
-            workload.theirs.as_secs_f64()
+            workload.ours_cpu.as_secs_f64(),
+            workload.theirs.as_secs_f64(),
+            workload.theirs_cpu.as_secs_f64(),
         );
+    }
+}
+
+/// CPU time from `/proc/self/stat`: this process's, and that of its reaped children.
+struct CpuTimes {
+    own: Duration,
+    children: Duration,
+}
+
+impl CpuTimes {
+    fn now() -> Self {
+        /// `USER_HZ`, the unit of `/proc/<pid>/stat` times; 100 on Linux.
+        const TICKS_PER_SECOND: u64 = 100;
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        // Fields after the command name, which is in parentheses: the 14th to 17th fields of
+        // the line (utime, stime, cutime, cstime) are the 12th to 15th here.
+        let (_, rest) = stat.rsplit_once(") ").unwrap();
+        let field = |index: usize| -> u64 { rest.split(' ').nth(index).unwrap().parse().unwrap() };
+        let ticks = |ticks: u64| Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND);
+        Self {
+            own: ticks(field(11) + field(12)),
+            children: ticks(field(13) + field(14)),
+        }
     }
 }
 
@@ -162,9 +198,15 @@ where
     let mut ours = Vec::new();
     let mut starts = Vec::new();
     let mut theirs = Vec::new();
+    let mut ours_cpu = Vec::new();
+    let mut theirs_cpu = Vec::new();
     for (ours_slot, theirs_slot) in &slots {
+        let cpu = CpuTimes::now();
         theirs.push(run_pg_recvlogical(server, pg_recvlogical, theirs_slot, end).await);
+        theirs_cpu.push(CpuTimes::now().children - cpu.children);
+        let cpu = CpuTimes::now();
         let (elapsed, start) = run_ours(server, ours_slot, changes).await;
+        ours_cpu.push(CpuTimes::now().own - cpu.own);
         ours.push(elapsed);
         starts.push(start);
         for slot in [ours_slot, theirs_slot] {
@@ -180,6 +222,8 @@ where
         changes,
         ours: median(ours),
         theirs: median(theirs),
+        ours_cpu: median(ours_cpu),
+        theirs_cpu: median(theirs_cpu),
     }
 }
 
