@@ -234,6 +234,22 @@ impl<'a> Session<'a> {
             .is_some_and(|through| transaction.commit_lsn <= through)
         {
             self.ctx.metrics.transaction_skipped();
+            // Sent by an earlier session, so this session has no end LSN for it yet: without
+            // one, its acknowledgement would confirm nothing until a later transaction settles
+            // (and a stop in between would leave the slot behind the watermark).
+            let settled = self
+                .ctx
+                .tracker
+                .snapshot()
+                .watermark()
+                .and_then(|w| w.commit_lsn())
+                .is_some_and(|watermark| transaction.commit_lsn <= watermark);
+            if settled {
+                self.confirm(transaction.end_lsn);
+            } else {
+                self.end_lsns
+                    .insert(transaction.commit_lsn, transaction.end_lsn);
+            }
             return Ok(());
         }
         if transaction.changes.is_empty() {
