@@ -55,7 +55,9 @@ pub struct PostgresSourceConfig {
     pub connect_timeout: Duration,
     /// Bound on each ordinary SQL statement (also sent as `statement_timeout`).
     pub statement_timeout: Duration,
-    /// Reconnect backoff and budget; past it the source is `Failed`.
+    /// Reconnect backoff and budget; past it the source is `Failed`. The default waits 100 ms
+    /// doubling to 30 s with full jitter, for up to 15 minutes of consecutive failures, with no
+    /// limit on the number of attempts.
     pub reconnect: RetryPolicy,
     /// Events buffered between the connection and the stream loop.
     pub buffer_events: usize,
@@ -102,6 +104,9 @@ impl PostgresSourceConfig {
                 Duration::from_millis(100),
                 Duration::from_secs(30),
             ))
+            // The budget is time: a server restart can refuse connections for longer than any
+            // fixed number of quick attempts covers.
+            .with_max_attempts(u32::MAX)
             .with_max_elapsed(Duration::from_secs(15 * 60)),
             buffer_events: 1024,
         }
@@ -197,6 +202,13 @@ mod tests {
     fn defaults_are_valid() {
         config().validate().unwrap();
         assert!(config().table_names().is_empty());
+    }
+
+    #[test]
+    fn the_default_reconnect_budget_is_time_not_attempts() {
+        let reconnect = config().reconnect;
+        assert_eq!(reconnect.max_attempts(), u32::MAX);
+        assert_eq!(reconnect.max_elapsed(), Duration::from_secs(15 * 60));
     }
 
     #[test]

@@ -45,7 +45,6 @@ async fn chaos_walsender_kill() {
         let seed: u64 = rand::rng().random();
         eprintln!("chaos_walsender_kill iteration {iteration}: seed {seed}");
         let tally = run_once(seed).await;
-        chaos::report("chaos_walsender_kill", &tally).unwrap();
         assert_eq!(
             (tally.lost, tally.duplicated),
             (0, 0),
@@ -76,10 +75,20 @@ async fn run_once(seed: u64) -> chaos::Tally {
 
     let (written, (applied, consumer_items), ()) = tokio::join!(
         write_workload(&db, seed, progress_tx),
-        consume(batches),
+        consume(batches, &source),
         inject_faults(Arc::clone(&server), progress, seed),
     );
     source.stop(Duration::from_secs(10)).await.unwrap();
+
+    // The tally goes to the report first, so `cargo xtask chaos` shows it even if a check fails.
+    let mut ledger = DeliveryLedger::new();
+    written.into_iter().for_each(|key| ledger.written(key));
+    applied.into_iter().for_each(|key| ledger.applied(key));
+    let tally = ledger.tally();
+    chaos::report("chaos_walsender_kill", &tally).unwrap();
+    if tally.lost > 0 {
+        eprintln!("lost, first few: {:?}", ledger.lost_keys(10));
+    }
 
     let server = server.lock().await;
     let client = server.connect("postgres").await.unwrap();
@@ -93,14 +102,6 @@ async fn run_once(seed: u64) -> chaos::Tally {
         source.reconnects().len() >= WALSENDER_KILLS,
         "every kill forces a reconnect"
     );
-
-    let mut ledger = DeliveryLedger::new();
-    written.into_iter().for_each(|key| ledger.written(key));
-    applied.into_iter().for_each(|key| ledger.applied(key));
-    let tally = ledger.tally();
-    if tally.lost > 0 {
-        eprintln!("lost, first few: {:?}", ledger.lost_keys(10));
-    }
     tally
 }
 
@@ -122,6 +123,7 @@ fn source_config(server: &PgServer) -> PostgresSourceConfig {
         Duration::from_millis(20),
         Duration::from_secs(1),
     ))
+    .with_max_attempts(u32::MAX)
     .with_max_elapsed(Duration::from_secs(300));
     config
 }
@@ -259,12 +261,15 @@ async fn reconnect(db: &tokio_postgres::Config) -> PgClient {
 }
 
 /// Applies batches, deduping by position, until the sentinel row arrives.
-async fn consume(mut batches: BatchReceiver) -> (Vec<ChangeKey>, BTreeMap<i64, Item>) {
+async fn consume(
+    mut batches: BatchReceiver,
+    source: &PostgresSource,
+) -> (Vec<ChangeKey>, BTreeMap<i64, Item>) {
     let mut applied = Vec::new();
     let mut items: BTreeMap<i64, Item> = BTreeMap::new();
     let mut last_applied: Option<Position> = None;
     loop {
-        let batch = next(&mut batches).await;
+        let batch = next(&mut batches, source).await;
         if last_applied.is_some_and(|last| batch.last <= last) {
             batch.ack.delivered(); // Seen before: redelivered after a reconnect.
             continue;
@@ -285,11 +290,21 @@ async fn consume(mut batches: BatchReceiver) -> (Vec<ChangeKey>, BTreeMap<i64, I
     }
 }
 
-async fn next(batches: &mut BatchReceiver) -> Batch {
-    tokio::time::timeout(Duration::from_secs(120), batches.recv())
-        .await
-        .expect("no batch for 120 s: the source stopped delivering")
-        .expect("the source's output closed")
+async fn next(batches: &mut BatchReceiver, source: &PostgresSource) -> Batch {
+    match tokio::time::timeout(Duration::from_secs(120), batches.recv()).await {
+        Ok(batch) => batch.expect("the source's output closed"),
+        Err(_) => {
+            let reconnects = source.reconnects();
+            let recent = &reconnects[reconnects.len().saturating_sub(5)..];
+            panic!(
+                "no batch for 120 s: the source stopped delivering\nstatus: {:?}\nhealth: {:?}\ntracker: {:?}\nconfirmed: {}\nlast reconnects: {recent:#?}",
+                source.status(),
+                source.component().health().report(),
+                source.tracker().snapshot(),
+                source.confirmed(),
+            )
+        }
+    }
 }
 
 /// Applies one batch; returns true when it holds the sentinel.
