@@ -58,11 +58,7 @@ impl<'a> Session<'a> {
     pub(crate) fn new(ctx: SessionContext<'a>, transport: Box<dyn ReplicationTransport>) -> Self {
         // Everything up to the last registered batch was sent before: in flight batches settle
         // on their own, failed ones come back through a rewind.
-        let delivered_through = ctx
-            .tracker
-            .snapshot()
-            .last_registered()
-            .and_then(|p| p.commit_lsn());
+        let delivered_through = ctx.tracker.last_registered().and_then(|p| p.commit_lsn());
         Self {
             ctx,
             transport,
@@ -128,8 +124,8 @@ impl<'a> Session<'a> {
         let mut watermark = self.ctx.tracker.subscribe();
         let settled = async {
             loop {
-                let snapshot = self.ctx.tracker.snapshot();
-                if snapshot.in_flight() == 0 || snapshot.failure().is_some() {
+                let tracker = self.ctx.tracker;
+                if tracker.in_flight() == 0 || tracker.failure().is_some() {
                     return;
                 }
                 if watermark.changed().await.is_err() {
@@ -142,7 +138,7 @@ impl<'a> Session<'a> {
             .await
             .is_err()
         {
-            let in_flight = self.ctx.tracker.snapshot().in_flight();
+            let in_flight = self.ctx.tracker.in_flight();
             tracing::warn!(source = %self.ctx.source, in_flight, "stopping with batches in flight; they are delivered again after restart");
         }
         self.on_tracker_change();
@@ -164,18 +160,15 @@ impl<'a> Session<'a> {
 
     /// Confirms the watermark's end LSN; returns true when a batch failed.
     fn on_tracker_change(&mut self) -> bool {
-        let snapshot = self.ctx.tracker.snapshot();
-        if snapshot.failure().is_some() {
+        if self.ctx.tracker.failure().is_some() {
             return true;
         }
-        if let Some(commit_lsn) = snapshot.watermark().and_then(|w| w.commit_lsn()) {
-            let delivered: Vec<Lsn> = self
+        if let Some(commit_lsn) = self.ctx.tracker.watermark().and_then(|w| w.commit_lsn()) {
+            let later = self
                 .end_lsns
-                .range(..=commit_lsn)
-                .map(|(_, end)| *end)
-                .collect();
-            self.end_lsns.retain(|commit, _| *commit > commit_lsn);
-            if let Some(end) = delivered.last() {
+                .split_off(&Lsn(commit_lsn.0.saturating_add(1)));
+            let delivered = std::mem::replace(&mut self.end_lsns, later);
+            if let Some((_, end)) = delivered.last_key_value() {
                 self.confirm(*end);
             }
         }
@@ -240,7 +233,6 @@ impl<'a> Session<'a> {
             let settled = self
                 .ctx
                 .tracker
-                .snapshot()
                 .watermark()
                 .and_then(|w| w.commit_lsn())
                 .is_some_and(|watermark| transaction.commit_lsn <= watermark);
@@ -279,7 +271,7 @@ impl<'a> Session<'a> {
     fn confirm_if_idle(&mut self, lsn: Lsn) {
         let idle = self.pending.is_none()
             && !self.assembler.in_transaction()
-            && self.ctx.tracker.snapshot().in_flight() == 0;
+            && self.ctx.tracker.in_flight() == 0;
         if idle {
             self.confirm(lsn);
         }

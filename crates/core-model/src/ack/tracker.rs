@@ -175,7 +175,23 @@ impl AckTracker {
         self.state.borrow().watermark
     }
 
-    /// A copy of the current state.
+    /// Batches registered and not yet part of the watermark. Does not copy the state.
+    pub fn in_flight(&self) -> usize {
+        self.state.borrow().in_flight.len()
+    }
+
+    /// The earliest failed batch since the last rewind. Does not copy the state.
+    pub fn failure(&self) -> Option<FailedBatch> {
+        self.state.borrow().failure()
+    }
+
+    /// The last position registered. Does not copy the state.
+    pub fn last_registered(&self) -> Option<Position> {
+        self.state.borrow().last_registered
+    }
+
+    /// A copy of the current state (including every batch in flight: prefer the accessors above
+    /// on hot paths).
     pub fn snapshot(&self) -> TrackerSnapshot {
         self.state.borrow().clone()
     }
@@ -255,6 +271,9 @@ mod tests {
         drop(second);
         third.delivered();
         assert_eq!(tracker.watermark(), Some(seq(1)));
+        assert_eq!(tracker.failure(), tracker.snapshot().failure());
+        assert_eq!(tracker.in_flight(), 2);
+        assert_eq!(tracker.last_registered(), Some(seq(3)));
         let failure = tracker.snapshot().failure().unwrap();
         assert_eq!(
             (failure.first, failure.outcome),
