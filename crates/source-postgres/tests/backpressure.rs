@@ -17,6 +17,9 @@ use surefoot_source_postgres::{
 };
 use surefoot_test_support::{PgClient, PgServer};
 
+mod common;
+use common::{BOUND, current_wal_lsn};
+
 /// The server's `wal_sender_timeout`, set low so three of them fit in a test.
 const SENDER_TIMEOUT: Duration = Duration::from_secs(2);
 /// More than the buffers between walsender and consumer hold: 3,000 rows of 4,000 bytes that
@@ -24,7 +27,6 @@ const SENDER_TIMEOUT: Duration = Duration::from_secs(2);
 const TRANSACTIONS: i32 = 3_000;
 const BODY_BYTES: i32 = 4_000;
 const APP: &str = "surefoot-bp-replication";
-const BOUND: Duration = Duration::from_secs(30);
 
 /// The walsender of our source: (`backend_start`, `sent_lsn`), once it is streaming.
 async fn walsender(admin: &PgClient) -> Option<(String, Lsn)> {
@@ -38,14 +40,6 @@ async fn walsender(admin: &PgClient) -> Option<(String, Lsn)> {
         .unwrap()?;
     let sent: Option<String> = row.get(1);
     Some((row.get(0), sent?.parse().unwrap()))
-}
-
-async fn current_wal_lsn(admin: &PgClient) -> Lsn {
-    let row = admin
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap();
-    row.get::<_, String>(0).parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,33 +9,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use surefoot_core_lifecycle::{Backoff, ErrorClass, RetryPolicy};
-use surefoot_core_model::{Batch, BatchReceiver, Lsn, Source, Value, batch_channel};
+use surefoot_core_model::{Source, Value, batch_channel};
 use surefoot_source_postgres::setup::PublicationTables;
 use surefoot_source_postgres::transport::{PgWireConnector, ReplicationEndpoint};
-use surefoot_source_postgres::{
-    Identifier, PostgresSource, PostgresSourceConfig, SlotName, TableName,
-};
+use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig, TableName};
 use surefoot_test_support::{FaultProxy, PgClient, PgServer};
 
-const BOUND: Duration = Duration::from_secs(30);
+mod common;
+use common::{BOUND, confirmed_flush, current_wal_lsn, ids, next_batch, source_config};
+
 const POLL: Duration = Duration::from_millis(50);
 /// Bound on seeing the next heartbeat confirmed (heartbeats are every 200 ms).
 const HEARTBEAT_BOUND: Duration = Duration::from_secs(5);
 
 fn config(server: &PgServer, id: &str) -> PostgresSourceConfig {
-    let mut config = PostgresSourceConfig::new(
-        id,
-        server.host(),
-        server.port(),
-        server.user(),
-        "postgres",
-        SlotName::parse(&format!("{id}_slot")).unwrap(),
-        Identifier::parse("publication", &format!("{id}_pub")).unwrap(),
-    );
+    let mut config = source_config(server, id);
     config.tables = PublicationTables::Tables(vec![TableName::parse("published").unwrap()]);
     config.heartbeat = Some(Duration::from_millis(200));
     config.liveness_timeout = Duration::from_secs(1);
-    config.status_interval = Duration::from_millis(100);
     config
 }
 
@@ -49,40 +40,6 @@ async fn tables(server: &PgServer) -> PgClient {
         .await
         .unwrap();
     client
-}
-
-async fn confirmed_flush(admin: &PgClient, slot: &str) -> Lsn {
-    let row = admin
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .unwrap();
-    row.get::<_, String>(0).parse().unwrap()
-}
-
-async fn current_wal_lsn(admin: &PgClient) -> Lsn {
-    let row = admin
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap();
-    row.get::<_, String>(0).parse().unwrap()
-}
-
-async fn next_batch(batches: &mut BatchReceiver) -> Batch {
-    tokio::time::timeout(BOUND, batches.recv())
-        .await
-        .expect("no batch within the bound")
-        .expect("source output closed")
-}
-
-fn ids(batch: &Batch) -> Vec<Value> {
-    batch
-        .changes
-        .iter()
-        .map(|c| c.after().unwrap().get("id").unwrap().clone())
-        .collect()
 }
 
 #[tokio::test]

@@ -7,32 +7,14 @@
 
 use std::time::Duration;
 
-use surefoot_core_model::{Lsn, Source, batch_channel};
+use surefoot_core_model::{Source, batch_channel};
 use surefoot_source_postgres::{Identifier, PostgresSource, PostgresSourceConfig, SlotName};
 use surefoot_test_support::{PgClient, PgServer};
 
+mod common;
+use common::{BOUND, commit_end_lsn, confirmed_flush};
+
 const APP: &str = "surefoot-rc-replication";
-const BOUND: Duration = Duration::from_secs(30);
-
-async fn lsn(admin: &PgClient, sql: &str, slot: &str) -> Lsn {
-    let row = admin.query_one(sql, &[&slot]).await.unwrap();
-    row.get::<_, String>(0).parse().unwrap()
-}
-
-async fn commit_end_lsn(admin: &PgClient, commit: Lsn) -> Lsn {
-    admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
-        .await
-        .unwrap();
-    let row = admin
-        .query_one(
-            "SELECT end_lsn::text FROM pg_get_wal_record_info($1::text::pg_lsn)",
-            &[&commit.to_string()],
-        )
-        .await
-        .unwrap();
-    row.get::<_, String>(0).parse().unwrap()
-}
 
 async fn streaming(admin: &PgClient) -> bool {
     admin
@@ -91,12 +73,7 @@ async fn a_batch_acknowledged_after_a_reconnect_is_confirmed_at_its_end() {
 
     held.ack.delivered();
     source.stop(Duration::from_secs(10)).await.unwrap();
-    let confirmed = lsn(
-        &admin,
-        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-        "rc_slot",
-    )
-    .await;
+    let confirmed = confirmed_flush(&admin, "rc_slot").await;
     assert_eq!(
         confirmed, end,
         "the acknowledged batch from before the reconnect was not confirmed"

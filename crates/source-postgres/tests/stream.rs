@@ -7,61 +7,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use surefoot_core_lifecycle::{Classify, ErrorClass, Status};
-use surefoot_core_model::{Batch, BatchReceiver, Lsn, Source, Value, batch_channel};
-use surefoot_source_postgres::{Identifier, PostgresSource, PostgresSourceConfig, SlotName};
+use surefoot_core_model::{Batch, Lsn, Source, Value, batch_channel};
+use surefoot_source_postgres::{Identifier, PostgresSource};
 use surefoot_test_support::PgServer;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn config(server: &PgServer, slot: &str) -> PostgresSourceConfig {
-    let mut config = PostgresSourceConfig::new(
-        "test",
-        server.host(),
-        server.port(),
-        server.user(),
-        "postgres",
-        SlotName::parse(slot).unwrap(),
-        Identifier::parse("publication", "surefoot_pub").unwrap(),
-    );
-    config.heartbeat = None;
-    config.status_interval = Duration::from_millis(100);
-    config
-}
-
-async fn next_batch(batches: &mut BatchReceiver) -> Batch {
-    tokio::time::timeout(WAIT, batches.recv())
-        .await
-        .expect("no batch within the bound")
-        .expect("source output closed")
-}
-
-async fn slot_state(server: &PgServer, slot: &str) -> (bool, Lsn) {
-    let client = server.connect("postgres").await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .unwrap();
-    (row.get(0), row.get::<_, String>(1).parse().unwrap())
-}
-
-async fn commit_end_lsn(server: &PgServer, commit: Lsn) -> Lsn {
-    let client = server.connect("postgres").await.unwrap();
-    client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
-        .await
-        .unwrap();
-    let row = client
-        .query_one(
-            "SELECT end_lsn::text FROM pg_get_wal_record_info($1::text::pg_lsn)",
-            &[&commit.to_string()],
-        )
-        .await
-        .unwrap();
-    row.get::<_, String>(0).parse().unwrap()
-}
+mod common;
+use common::{commit_end_lsn, confirmed_flush, next_batch, slot_active, source_config as config};
 
 /// Keeps trust for the admin role `postgres`; every other role must give its password.
 async fn require_passwords_except_for_postgres(server: &PgServer) {
@@ -138,16 +89,17 @@ async fn d_h3_stop_releases_the_slot_at_the_end_of_the_last_acknowledged_commit(
         .await
         .unwrap();
     let unacknowledged = next_batch(&mut batches).await;
-    let end_of_last_acknowledged = commit_end_lsn(&server, last_commit).await;
+    let end_of_last_acknowledged = commit_end_lsn(&client, last_commit).await;
 
     let stopping = tokio::time::Instant::now();
     let stop = source.stop(Duration::from_secs(4));
     let (stopped, ()) = tokio::join!(stop, async { drop(unacknowledged) });
     stopped.unwrap();
-    let (active, confirmed_flush) = slot_state(&server, "d_h3").await;
+    let active = slot_active(&client, "d_h3_slot").await;
+    let confirmed = confirmed_flush(&client, "d_h3_slot").await;
     assert!(stopping.elapsed() < Duration::from_secs(5));
     assert!(!active, "the slot is still held after stop");
-    assert_eq!(confirmed_flush, end_of_last_acknowledged);
+    assert_eq!(confirmed, end_of_last_acknowledged);
     assert_eq!(source.confirmed(), end_of_last_acknowledged);
 }
 
