@@ -1,0 +1,225 @@
+//! The providers' errors, each of which knows whether a retry can help.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use surefoot_core_lifecycle::{Classify, ErrorClass};
+use surefoot_core_model::{ComponentError, Position};
+
+use crate::config::ConfigError;
+
+/// A step of a snapshot, as named by a [`BootstrapError::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Establishing the source: connecting to a server, or opening a file.
+    Connect,
+    /// One SQL statement.
+    Statement,
+    /// Reading one chunk (a read of a file, a chunk of COPY data).
+    Chunk,
+    /// The whole snapshot.
+    Snapshot,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Connect => "connect",
+            Step::Statement => "statement",
+            Step::Chunk => "chunk",
+            Step::Snapshot => "snapshot",
+        })
+    }
+}
+
+/// What went wrong in a snapshot. Any of these means the snapshot is incomplete.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The configuration is invalid; every problem is listed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The file could not be opened.
+    #[error("cannot open {}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Reading the file failed.
+    #[error("cannot read {} after line {line}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The last complete line read before the failure.
+        line: u64,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A line is not a change as surefoot serialises it.
+    #[error("{}:{line}: not a change: {source}", path.display())]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: u64,
+        /// Why it does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A line is longer than the configured limit.
+    #[error("{}:{line}: line longer than {limit} bytes", path.display())]
+    LineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: u64,
+        /// `max_line_bytes`.
+        limit: usize,
+    },
+
+    /// A change's position is before the previous change's: batches must be in position order.
+    #[error("{}:{line}: position {position} comes before {previous} on an earlier line", path.display())]
+    OutOfOrder {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: u64,
+        /// The position on an earlier line.
+        previous: Position,
+        /// This line's position.
+        position: Position,
+    },
+
+    /// A step did not finish within its limit.
+    #[error("bootstrap step `{step}` timed out after {limit:?}")]
+    Timeout {
+        /// The step.
+        step: Step,
+        /// The limit it exceeded.
+        limit: Duration,
+    },
+
+    /// The snapshot was cancelled before it completed.
+    #[error("the snapshot was cancelled before it completed")]
+    Cancelled,
+
+    /// The consumer of the snapshot's batches is gone.
+    #[error("the snapshot's output channel is closed")]
+    OutputClosed,
+}
+
+impl Classify for BootstrapError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            BootstrapError::Config(_) => ErrorClass::Configuration,
+            BootstrapError::Open { source, .. } | BootstrapError::Read { source, .. } => {
+                source.class()
+            }
+            BootstrapError::BadLine { .. }
+            | BootstrapError::LineTooLong { .. }
+            | BootstrapError::OutOfOrder { .. } => ErrorClass::Permanent,
+            BootstrapError::Timeout { .. } => ErrorClass::Timeout,
+            BootstrapError::Cancelled | BootstrapError::OutputClosed => ErrorClass::Cancelled,
+        }
+    }
+}
+
+impl From<BootstrapError> for ComponentError {
+    fn from(error: BootstrapError) -> Self {
+        ComponentError::classified("snapshot", error)
+    }
+}
+
+/// Runs `future` for at most `limit`; on expiry drops it and reports `step` as timed out.
+pub(crate) async fn bounded<F: Future>(
+    step: Step,
+    limit: Duration,
+    future: F,
+) -> Result<F::Output, BootstrapError> {
+    surefoot_core_lifecycle::timeout(step.to_string(), limit, future)
+        .await
+        .map_err(|_timeout| BootstrapError::Timeout { step, limit })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_that_hangs_is_a_timeout_naming_it() {
+        let limit = Duration::from_secs(3);
+        let error = bounded(Step::Chunk, limit, std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            BootstrapError::Timeout { step: Step::Chunk, limit: l } if l == limit
+        ));
+        assert_eq!(error.class(), ErrorClass::Timeout);
+        assert_eq!(
+            error.to_string(),
+            "bootstrap step `chunk` timed out after 3s"
+        );
+        assert_eq!(bounded(Step::Connect, limit, async { 7 }).await.unwrap(), 7);
+    }
+
+    #[test]
+    fn steps_are_named() {
+        let names = [Step::Connect, Step::Statement, Step::Chunk, Step::Snapshot]
+            .map(|step| step.to_string());
+        assert_eq!(names, ["connect", "statement", "chunk", "snapshot"]);
+    }
+
+    #[test]
+    fn errors_classify_themselves() {
+        let path = PathBuf::from("/data/x.jsonl");
+        let config = BootstrapError::from(ConfigError {
+            problems: vec!["chunk_bytes: must be more than 0".to_owned()],
+        });
+        assert_eq!(config.class(), ErrorClass::Configuration);
+        let missing = BootstrapError::Open {
+            path: path.clone(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert_eq!(missing.class(), ErrorClass::Permanent);
+        let interrupted = BootstrapError::Read {
+            path: path.clone(),
+            line: 4,
+            source: io::Error::from(io::ErrorKind::Interrupted),
+        };
+        assert_eq!(interrupted.class(), ErrorClass::Transient);
+        assert_eq!(
+            interrupted.to_string(),
+            "cannot read /data/x.jsonl after line 4"
+        );
+        let long = BootstrapError::LineTooLong {
+            path: path.clone(),
+            line: 2,
+            limit: 10,
+        };
+        assert_eq!(long.class(), ErrorClass::Permanent);
+        let order = BootstrapError::OutOfOrder {
+            path,
+            line: 3,
+            previous: Position::Sequence(5),
+            position: Position::Sequence(4),
+        };
+        assert_eq!(order.class(), ErrorClass::Permanent);
+        assert_eq!(BootstrapError::Cancelled.class(), ErrorClass::Cancelled);
+        assert_eq!(BootstrapError::OutputClosed.class(), ErrorClass::Cancelled);
+        let component = ComponentError::from(BootstrapError::Cancelled);
+        assert_eq!(component.operation(), "snapshot");
+        assert_eq!(component.class(), ErrorClass::Cancelled);
+    }
+}
