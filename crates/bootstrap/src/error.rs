@@ -115,6 +115,71 @@ pub enum BootstrapError {
     /// The consumer of the snapshot's batches is gone.
     #[error("the snapshot's output channel is closed")]
     OutputClosed,
+
+    /// The consistent point reported by the server is not a usable LSN.
+    #[error("consistent point `{text}` is invalid: {reason}")]
+    InvalidConsistentPoint {
+        /// The text reported.
+        text: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+
+    /// An exported snapshot's name is not of the form the server gives them.
+    #[error("`{name}` is not an exported snapshot's name (hexadecimal groups separated by dashes)")]
+    InvalidSnapshotName {
+        /// The rejected name.
+        name: String,
+    },
+
+    /// The transaction that imported the snapshot is not repeatable read and read only.
+    #[error(
+        "the snapshot transaction runs at isolation `{isolation}` with read only `{read_only}`, \
+         not repeatable read and read only"
+    )]
+    IsolationMismatch {
+        /// `transaction_isolation` as the server reported it.
+        isolation: String,
+        /// `transaction_read_only` as the server reported it.
+        read_only: String,
+    },
+
+    /// A SQL statement (or connecting) failed.
+    #[error("{operation} failed")]
+    Query {
+        /// What was being done, e.g. `import snapshot`.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// A task could not be started (the provider is stopping).
+    #[error("could not start a task of the snapshot")]
+    Spawn(#[from] surefoot_core_lifecycle::SpawnError),
+}
+
+impl BootstrapError {
+    /// Wraps a driver error from `operation`.
+    pub fn query(operation: &'static str, source: tokio_postgres::Error) -> Self {
+        BootstrapError::Query { operation, source }
+    }
+}
+
+/// The class of a driver error: by SQLSTATE class when the server sent one (connection problems
+/// and shutdowns transient, authentication and privileges configuration, the rest permanent), and
+/// transient when the connection itself failed.
+fn classify_driver_error(error: &tokio_postgres::Error) -> ErrorClass {
+    let Some(state) = error.code() else {
+        return ErrorClass::Transient;
+    };
+    let code = state.code();
+    match code.get(..2) {
+        Some("08" | "53" | "57" | "40") => ErrorClass::Transient,
+        Some("28") => ErrorClass::Configuration,
+        _ if code == "42501" => ErrorClass::Configuration,
+        _ => ErrorClass::Permanent,
+    }
 }
 
 impl Classify for BootstrapError {
@@ -126,7 +191,12 @@ impl Classify for BootstrapError {
             }
             BootstrapError::BadLine { .. }
             | BootstrapError::LineTooLong { .. }
-            | BootstrapError::OutOfOrder { .. } => ErrorClass::Permanent,
+            | BootstrapError::OutOfOrder { .. }
+            | BootstrapError::InvalidConsistentPoint { .. }
+            | BootstrapError::InvalidSnapshotName { .. }
+            | BootstrapError::IsolationMismatch { .. } => ErrorClass::Permanent,
+            BootstrapError::Query { source, .. } => classify_driver_error(source),
+            BootstrapError::Spawn(_) => ErrorClass::Cancelled,
             BootstrapError::Timeout { .. } => ErrorClass::Timeout,
             BootstrapError::Cancelled | BootstrapError::OutputClosed => ErrorClass::Cancelled,
         }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod jsonl;
+pub mod postgres;
 
 pub use config::{BootstrapConfig, ConfigError};
 pub use error::{BootstrapError, Step};
