@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use surefoot_bootstrap::postgres::SnapshotConnection;
 use surefoot_bootstrap::{BootstrapConfig, BootstrapError, Step};
 use surefoot_core_lifecycle::{Classify, ErrorClass};
-use surefoot_test_support::PgServer;
+use surefoot_test_support::{FaultProxy, PgServer};
 
 async fn count(connection: &SnapshotConnection) -> i64 {
     let row = connection
@@ -213,4 +213,58 @@ async fn a_refused_connection_is_transient() {
         "{error:?}"
     );
     assert_eq!(error.class(), ErrorClass::Transient);
+}
+
+async fn backends_named(client: &tokio_postgres::Client, application_name: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&application_name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_black_holed_statement_is_a_statement_timeout_and_the_connection_is_released() {
+    let server = PgServer::new().await.unwrap();
+    let admin = server.connect("postgres").await.unwrap();
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let application_name = "surefoot-bootstrap-d-m1";
+    let mut pg_config = server.config_at("postgres", proxy.listen_addr());
+    pg_config.application_name(application_name);
+    let config = BootstrapConfig {
+        statement_timeout: Duration::from_millis(500),
+        ..BootstrapConfig::default()
+    };
+    let connection = SnapshotConnection::open(pg_config, &config).await.unwrap();
+    assert_eq!(backends_named(&admin, application_name).await, 1);
+
+    proxy.black_hole();
+    let started = Instant::now();
+    let error = connection.import("00000003-0000001B-1").await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < config.statement_timeout + Duration::from_secs(1),
+        "{elapsed:?}"
+    );
+    assert!(
+        matches!(error, BootstrapError::Timeout { step: Step::Statement, limit } if limit == config.statement_timeout),
+        "{error:?}"
+    );
+
+    // Dropping the connection stops its driver task and closes it; once the network is back the
+    // server ends the backend.
+    drop(connection);
+    proxy.heal();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backends_named(&admin, application_name).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the backend outlived its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
