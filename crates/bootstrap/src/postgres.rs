@@ -91,12 +91,7 @@ impl SnapshotConnection {
         .await?
         .map_err(|source| BootstrapError::query("connect", source))?;
         let driver = TaskGroup::new("surefoot-bootstrap-snapshot");
-        driver.spawn("connection", |cancel| async move {
-            tokio::select! {
-                result = connection => result,
-                () = cancel.cancelled() => Ok(()),
-            }
-        })?;
+        driver.spawn_until_cancelled("connection", connection)?;
         Ok(Self {
             client,
             statement_timeout: config.statement_timeout,

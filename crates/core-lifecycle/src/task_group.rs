@@ -206,6 +206,28 @@ impl TaskGroup {
         Ok(())
     }
 
+    /// Spawns `future` under `name` to run until it completes or the group is cancelled, when it
+    /// is dropped. For futures that drive a resource, such as a database connection: its error,
+    /// if it ends with one, is logged and reported like any task's.
+    pub fn spawn_until_cancelled<Fut, E>(
+        &self,
+        name: impl Into<String>,
+        future: Fut,
+    ) -> Result<(), SpawnError>
+    where
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<TaskError> + 'static,
+    {
+        self.spawn(name, |cancel| async move {
+            tokio::select! {
+                // A future that has ended reports how, even when cancellation came too.
+                biased;
+                result = future => result,
+                () = cancel.cancelled() => Ok(()),
+            }
+        })
+    }
+
     /// Cancels every task, waits up to `deadline` for them to end, aborts the rest and reports.
     ///
     /// The group refuses new tasks from the moment stop begins. When this returns, no task of
@@ -288,6 +310,23 @@ mod tests {
         let report = group.stop(Duration::from_secs(5)).await;
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(group.live_tasks(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_driven_future_ends_on_cancel_and_its_error_is_reported() {
+        let group = TaskGroup::new("g");
+        group
+            .spawn_until_cancelled("forever", std::future::pending::<Result<(), Infallible>>())
+            .unwrap();
+        group
+            .spawn_until_cancelled("broken", async {
+                Err::<(), _>(std::io::Error::other("connection reset"))
+            })
+            .unwrap();
+        let report = group.stop(Duration::from_secs(5)).await;
+        assert!(report.aborted.is_empty(), "{report:?}");
+        let failed: Vec<_> = report.failed.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(failed, ["broken"]);
     }
 
     #[tokio::test]

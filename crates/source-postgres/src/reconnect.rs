@@ -81,6 +81,12 @@ pub(crate) async fn replicate(
         };
         let class = error.class();
         shared.metrics.session_failed(class);
+        if cancel.is_cancelled() {
+            // The source is stopping: an error now (while draining, closing or releasing the
+            // slot) belongs in the stop report, not in a reconnect that will never happen.
+            tracing::error!(source = %shared.config.id, %class, error = %chain(&error), "replication stop failed");
+            return Err(error);
+        }
         if !class.is_retryable() {
             tracing::error!(source = %shared.config.id, %class, error = %chain(&error), "replication failed; not retrying");
             return Err(error);

@@ -69,7 +69,9 @@ impl PostgresSource {
         config
             .validate()
             .map_err(|error| ComponentError::new("configure", ErrorClass::Configuration, error))?;
-        let connector = Arc::new(PgWireConnector::new(endpoint(&config)));
+        let connector = Arc::new(PgWireConnector::new(ReplicationEndpoint::for_source(
+            &config,
+        )));
         Ok(Self::with_connector(config, output, connector))
     }
 
@@ -239,20 +241,4 @@ fn source_error_class(error: &(dyn std::error::Error + 'static)) -> Option<Error
         current = error.source();
     }
     None
-}
-
-fn endpoint(config: &PostgresSourceConfig) -> ReplicationEndpoint {
-    ReplicationEndpoint {
-        host: config.host.clone(),
-        port: config.port,
-        user: config.user.clone(),
-        password: config.password.clone(),
-        database: config.database.clone(),
-        slot: config.slot.clone(),
-        publication: config.publication.clone(),
-        application_name: format!("surefoot-{}-replication", config.id),
-        status_interval: config.status_interval,
-        connect_timeout: config.connect_timeout,
-        buffer_events: config.buffer_events,
-    }
 }

@@ -33,12 +33,7 @@ impl SqlConnection {
             .await?
             .map_err(|error| SourceError::query("connect", error))?;
         let driver = TaskGroup::new(application_name);
-        driver.spawn("connection", |cancel| async move {
-            tokio::select! {
-                result = connection => result,
-                () = cancel.cancelled() => Ok(()),
-            }
-        })?;
+        driver.spawn_until_cancelled("connection", connection)?;
         Ok(Self {
             client,
             statement_timeout: config.statement_timeout,

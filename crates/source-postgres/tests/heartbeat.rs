@@ -122,19 +122,10 @@ async fn a_black_holed_replication_connection_times_out_and_the_source_reconnect
     .with_max_elapsed(Duration::from_secs(120));
     // Only the replication connection goes through the proxy; the heartbeat and setup SQL
     // reach the server directly, so heartbeats keep being written while the stream is silent.
-    let connector = PgWireConnector::new(ReplicationEndpoint {
-        host: proxy.listen_addr().ip().to_string(),
-        port: proxy.port(),
-        user: config.user.clone(),
-        password: config.password.clone(),
-        database: config.database.clone(),
-        slot: config.slot.clone(),
-        publication: config.publication.clone(),
-        application_name: format!("surefoot-{}-replication", config.id),
-        status_interval: config.status_interval,
-        connect_timeout: config.connect_timeout,
-        buffer_events: config.buffer_events,
-    });
+    let mut endpoint = ReplicationEndpoint::for_source(&config);
+    endpoint.host = proxy.listen_addr().ip().to_string();
+    endpoint.port = proxy.port();
+    let connector = PgWireConnector::new(endpoint);
     let (output, mut batches) = batch_channel(16);
     let source = PostgresSource::with_connector(config, output, Arc::new(connector));
     source.start().await.unwrap();

@@ -4,12 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use surefoot_core_lifecycle::{Classify, ErrorClass, Status};
 use surefoot_core_model::{Batch, Lsn, Source, Value, batch_channel};
+use surefoot_source_postgres::transport::{PgWireConnector, ReplicationEndpoint};
 use surefoot_source_postgres::{Identifier, PostgresSource};
-use surefoot_test_support::PgServer;
+use surefoot_test_support::{FaultProxy, PgServer};
 
 mod common;
 use common::{commit_end_lsn, confirmed_flush, next_batch, slot_active, source_config as config};
@@ -199,4 +202,36 @@ async fn a_missing_publication_is_named_in_the_error() {
     assert_eq!(error.class(), ErrorClass::Permanent);
     let chain = format!("{:?}", error);
     assert!(chain.contains("no_such_pub"), "{chain}");
+}
+
+#[tokio::test]
+async fn d_8a_an_error_while_stopping_is_reported_not_swallowed() {
+    let server = PgServer::new().await.unwrap();
+    let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], server.port())))
+        .await
+        .unwrap();
+    // The replication stream goes to the server directly; the source's ordinary SQL (setup, and
+    // releasing the slot at stop) goes through the proxy.
+    let mut config = config(&server, "stop_error");
+    config.connect_timeout = Duration::from_millis(500);
+    let connector = PgWireConnector::new(ReplicationEndpoint::for_source(&config));
+    config.host = proxy.listen_addr().ip().to_string();
+    config.port = proxy.port();
+    let (output, mut batches) = batch_channel(16);
+    let source = PostgresSource::with_connector(config, output, Arc::new(connector));
+    source.start().await.unwrap();
+    // A delivered batch proves the stream is open, so stop has a slot to release.
+    let admin = server.connect("postgres").await.unwrap();
+    admin
+        .batch_execute("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    next_batch(&mut batches).await.ack.delivered();
+
+    proxy.black_hole();
+    let error = source.stop(Duration::from_secs(2)).await.unwrap_err();
+    let chain = format!("{error:?}");
+    assert!(chain.contains("release replication slot"), "{chain}");
+    // The stop itself completed (nothing is left running); its error is in the report.
+    assert_eq!(source.status(), Status::Stopped);
 }

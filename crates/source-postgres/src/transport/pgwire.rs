@@ -13,6 +13,7 @@ use surefoot_core_model::{Lsn, Secret};
 use tokio::sync::watch;
 
 use super::{CloseOutcome, ReplicationTransport, StreamEvent, TransportConnector};
+use crate::config::PostgresSourceConfig;
 use crate::error::SourceError;
 use crate::ident::{Identifier, SlotName};
 use crate::pgoutput::timestamp_from_postgres_micros;
@@ -47,6 +48,26 @@ pub struct ReplicationEndpoint {
     pub connect_timeout: Duration,
     /// Events buffered between the connection and the stream loop.
     pub buffer_events: usize,
+}
+
+impl ReplicationEndpoint {
+    /// The endpoint a source with `config` replicates from; the walsender's application name is
+    /// `surefoot-<source id>-replication`.
+    pub fn for_source(config: &PostgresSourceConfig) -> Self {
+        Self {
+            host: config.host.clone(),
+            port: config.port,
+            user: config.user.clone(),
+            password: config.password.clone(),
+            database: config.database.clone(),
+            slot: config.slot.clone(),
+            publication: config.publication.clone(),
+            application_name: format!("surefoot-{}-replication", config.id),
+            status_interval: config.status_interval,
+            connect_timeout: config.connect_timeout,
+            buffer_events: config.buffer_events,
+        }
+    }
 }
 
 /// Opens [`PgWireTransport`]s.
