@@ -1,2 +1,19 @@
-//! Ordered, bounded queues and a reaction runtime that never drops: waiting producers, drain on stop, dead letters, and a Redis Streams backend
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
+pub mod dead_letter;
+pub mod metrics;
+pub mod queue;
+pub mod runtime;
+pub mod upstream;
+
+pub use dead_letter::{
+    DeadLetter, DeadLetterError, DeadLetterSink, FileDeadLetters, RedisDeadLetters,
+};
+pub use metrics::{MetricsSnapshot, QueueMetrics};
+pub use queue::{
+    ConfigError, OrderKey, QueueConfig, QueueReceiver, QueueSender, Queued, SendError,
+    TryRecvError, TrySendError, ordered_queue,
+};
+pub use runtime::{ReactionRuntime, RuntimeConfig, RuntimeError, StopSummary, key_by_source};
+pub use upstream::{Fanout, PublishError, SubscribeError, Subscription};
