@@ -83,3 +83,71 @@ pub fn resident_bytes() -> u64 {
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * 4096
 }
+
+/// A reaction for tests: records what it applied, checks that no two items with the same key
+/// are applied at once, takes `work` per item, and fails permanently on `poison` sequences.
+pub struct Recorder {
+    pub applied: Mutex<Vec<(String, u64)>>,
+    in_flight: Mutex<std::collections::HashSet<u64>>,
+    pub overlaps: std::sync::atomic::AtomicU64,
+    pub attempts: std::sync::atomic::AtomicU64,
+    pub work: std::time::Duration,
+    pub poison: std::collections::HashSet<u64>,
+    pub key: fn(&Batch) -> u64,
+}
+
+impl Recorder {
+    pub fn new(work: std::time::Duration) -> Self {
+        Self {
+            applied: Mutex::default(),
+            in_flight: Mutex::default(),
+            overlaps: Default::default(),
+            attempts: Default::default(),
+            work,
+            poison: Default::default(),
+            key: |_| 0,
+        }
+    }
+
+    pub fn applied(&self) -> Vec<(String, u64)> {
+        self.applied.lock().unwrap().clone()
+    }
+}
+
+/// The error a poisoned item fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("item {0} is poison")]
+pub struct Poison(pub u64);
+
+#[async_trait::async_trait]
+impl surefoot_core_model::Reaction for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    async fn apply(&self, batch: &Batch) -> Result<(), surefoot_core_model::ComponentError> {
+        use std::sync::atomic::Ordering;
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let seq = seq_of(batch);
+        let key = (self.key)(batch);
+        if !self.in_flight.lock().unwrap().insert(key) {
+            self.overlaps.fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.work.is_zero() {
+            tokio::time::sleep(self.work).await;
+        }
+        self.in_flight.lock().unwrap().remove(&key);
+        if self.poison.contains(&seq) {
+            return Err(surefoot_core_model::ComponentError::new(
+                "apply",
+                surefoot_core_lifecycle::ErrorClass::Permanent,
+                Poison(seq),
+            ));
+        }
+        self.applied
+            .lock()
+            .unwrap()
+            .push((batch.source.to_string(), seq));
+        Ok(())
+    }
+}
