@@ -154,6 +154,59 @@ pub enum BootstrapError {
         source: tokio_postgres::Error,
     },
 
+    /// A replication command (creating or dropping a slot, starting a stream) failed.
+    #[error("{operation} failed")]
+    Replication {
+        /// What was being done, e.g. `create replication slot`.
+        operation: &'static str,
+        /// The replication client's error.
+        #[source]
+        source: pgwire_replication::PgWireError,
+    },
+
+    /// `CREATE_REPLICATION_SLOT` answered with something other than one row of four columns.
+    #[error("unexpected answer to CREATE_REPLICATION_SLOT: {reason}")]
+    SlotReply {
+        /// What is wrong with the answer.
+        reason: String,
+    },
+
+    /// A row of COPY data is not in the text format the table's columns call for.
+    #[error("{table}: row {row}: {reason}")]
+    CopyData {
+        /// The table, `schema.name`.
+        table: String,
+        /// The row, from 1.
+        row: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A column value of a COPY row is not a value of its type.
+    #[error("{table}: row {row}, column `{column}`")]
+    Value {
+        /// The table, `schema.name`.
+        table: String,
+        /// The row, from 1.
+        row: u64,
+        /// The column.
+        column: String,
+        /// Why the text is not a value of the column's type.
+        #[source]
+        source: surefoot_source_postgres::pgoutput::ValueParseError,
+    },
+
+    /// A table to copy does not exist (or has no columns) in the snapshot.
+    #[error("table {table} does not exist in the snapshot or has no columns")]
+    NoSuchTable {
+        /// The table, `schema.name`.
+        table: String,
+    },
+
+    /// Preparing the server (the publication) failed.
+    #[error("preparing the server failed")]
+    Setup(#[source] surefoot_source_postgres::SourceError),
+
     /// A task could not be started (the provider is stopping).
     #[error("could not start a task of the snapshot")]
     Spawn(#[from] surefoot_core_lifecycle::SpawnError),
@@ -163,6 +216,24 @@ impl BootstrapError {
     /// Wraps a driver error from `operation`.
     pub fn query(operation: &'static str, source: tokio_postgres::Error) -> Self {
         BootstrapError::Query { operation, source }
+    }
+
+    /// Wraps a replication client error from `operation`.
+    pub fn replication(operation: &'static str, source: pgwire_replication::PgWireError) -> Self {
+        BootstrapError::Replication { operation, source }
+    }
+}
+
+/// The class of a replication client error: authentication is configuration, I/O and other
+/// transient faults are transient, the rest (a server error such as a slot that already exists)
+/// permanent.
+fn classify_replication_error(error: &pgwire_replication::PgWireError) -> ErrorClass {
+    if error.is_auth() {
+        ErrorClass::Configuration
+    } else if error.is_transient() {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Permanent
     }
 }
 
@@ -194,7 +265,13 @@ impl Classify for BootstrapError {
             | BootstrapError::OutOfOrder { .. }
             | BootstrapError::InvalidConsistentPoint { .. }
             | BootstrapError::InvalidSnapshotName { .. }
-            | BootstrapError::IsolationMismatch { .. } => ErrorClass::Permanent,
+            | BootstrapError::IsolationMismatch { .. }
+            | BootstrapError::SlotReply { .. }
+            | BootstrapError::CopyData { .. }
+            | BootstrapError::Value { .. }
+            | BootstrapError::NoSuchTable { .. } => ErrorClass::Permanent,
+            BootstrapError::Replication { source, .. } => classify_replication_error(source),
+            BootstrapError::Setup(source) => source.class(),
             BootstrapError::Query { source, .. } => classify_driver_error(source),
             BootstrapError::Spawn(_) => ErrorClass::Cancelled,
             BootstrapError::Timeout { .. } => ErrorClass::Timeout,

@@ -9,3 +9,4 @@ pub mod postgres;
 pub use config::{BootstrapConfig, ConfigError};
 pub use error::{BootstrapError, Step};
 pub use jsonl::JsonlProvider;
+pub use postgres::{PostgresProvider, SlotKind};

@@ -1,6 +1,6 @@
-//! The start of the PostgreSQL exported-snapshot provider: the consistent point validated as an
-//! LSN, and an ordinary connection that imports an exported snapshot into a repeatable-read,
-//! read-only transaction and checks the isolation level it got.
+//! The consistent point validated as an LSN, and the ordinary connection that imports an
+//! exported snapshot into a repeatable-read, read-only transaction and checks the isolation level
+//! it got.
 //!
 //! Every step is bounded: connecting by `connect_timeout`, each statement by `statement_timeout`
 //! (also sent to the server as its `statement_timeout`). The connection is driven by a supervised
@@ -15,6 +15,11 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::config::BootstrapConfig;
 use crate::error::{BootstrapError, Step, bounded};
+
+/// Session settings that fix the text form of values the decoder parses: ISO dates, UTC, hex
+/// bytea, floats with every digit (the same the replication stream uses).
+pub(crate) const SESSION_OPTIONS: &str = "-c datestyle=ISO,MDY -c timezone=UTC \
+     -c intervalstyle=postgres -c bytea_output=hex -c extra_float_digits=3";
 
 /// Parses the consistent point reported by `CREATE_REPLICATION_SLOT`, rejecting text that is not
 /// an LSN and `0/0`, which no real slot reports.
@@ -72,7 +77,8 @@ pub struct SnapshotConnection {
 
 impl SnapshotConnection {
     /// Connects with `pg_config` within the connect timeout, sending `statement_timeout` to the
-    /// server too (this replaces any `options` already set in `pg_config`).
+    /// server too, with the session settings the value decoder expects (this replaces any
+    /// `options` already set in `pg_config`).
     pub async fn open(
         mut pg_config: tokio_postgres::Config,
         config: &BootstrapConfig,
@@ -80,7 +86,7 @@ impl SnapshotConnection {
         pg_config
             .connect_timeout(config.connect_timeout)
             .options(format!(
-                "-c statement_timeout={}",
+                "{SESSION_OPTIONS} -c statement_timeout={}",
                 config.statement_timeout.as_millis()
             ));
         let (client, connection) = bounded(
@@ -125,6 +131,32 @@ impl SnapshotConnection {
     /// The client, for statements inside the imported snapshot.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The statement timeout.
+    pub(crate) fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
+    }
+
+    /// Ends the snapshot transaction, releasing the snapshot.
+    pub async fn finish(&self) -> Result<(), BootstrapError> {
+        self.execute("end snapshot transaction", "COMMIT").await
+    }
+
+    /// Drops the persistent slot `slot` if it exists and no session holds it: a leftover of a
+    /// snapshot that never completed. Returns whether one was dropped. Runs outside any
+    /// snapshot transaction, before the import.
+    pub async fn drop_slot_if_inactive(&self, slot: &str) -> Result<bool, BootstrapError> {
+        let sql = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                   WHERE slot_name = $1 AND NOT active";
+        let dropped = bounded(
+            Step::Statement,
+            self.statement_timeout,
+            self.client.execute(sql, &[&slot]),
+        )
+        .await?
+        .map_err(|source| BootstrapError::query("drop leftover slot", source))?;
+        Ok(dropped > 0)
     }
 
     async fn execute(&self, operation: &'static str, sql: &str) -> Result<(), BootstrapError> {

@@ -1,0 +1,22 @@
+//! The PostgreSQL exported-snapshot provider.
+//!
+//! - [`slot`]: a replication slot created with an exported snapshot on a replication session
+//!   kept open and idle while the snapshot is used; the consistent point validated as an LSN.
+//! - [`connection`]: the ordinary connection that imports the snapshot into a repeatable-read,
+//!   read-only transaction and verifies it.
+//! - `copy` and `text`: each table copied with `COPY ... TO STDOUT` in bounded chunks, rows
+//!   decoded by column type and sent in batches with backpressure.
+//! - [`provider`]: [`PostgresProvider`], the whole snapshot, bounded at every step.
+//! - [`stream`]: for a consumer added later, the stream of its temporary slot.
+
+pub mod connection;
+mod copy;
+pub mod provider;
+pub mod slot;
+pub mod stream;
+mod text;
+
+pub use connection::{SnapshotConnection, parse_consistent_point};
+pub use provider::{Exported, PostgresProvider};
+pub use slot::{ExportedSlot, SlotCreated, SlotKind};
+pub use stream::SlotConnector;

@@ -1,0 +1,235 @@
+//! [`PostgresProvider`]: a slot with an exported snapshot, the snapshot copied table by table,
+//! and the slot handed on to the stream.
+
+use async_trait::async_trait;
+use surefoot_core_lifecycle::CancellationToken;
+use surefoot_core_model::{
+    BatchSender, BootstrapProvider, ComponentError, Position, SnapshotComplete, SnapshotRequest,
+    TableRef,
+};
+use surefoot_source_postgres::transport::ReplicationEndpoint;
+use surefoot_source_postgres::{PostgresSourceConfig, SlotName, setup};
+
+use crate::config::{BootstrapConfig, ConfigError};
+use crate::error::{BootstrapError, Step, bounded};
+use crate::postgres::connection::SnapshotConnection;
+use crate::postgres::copy::{Destination, TableColumns, copy_table};
+use crate::postgres::slot::{ExportedSlot, SlotKind};
+
+/// A complete snapshot and the slot it is consistent with.
+#[derive(Debug)]
+pub struct Exported {
+    /// What was delivered.
+    pub complete: SnapshotComplete,
+    /// The slot, on its still open replication session. For a persistent slot, close it and
+    /// start the source (which streams from the slot's consistent point); for a temporary one,
+    /// stream from it with [`ExportedSlot::into_connector`].
+    pub slot: ExportedSlot,
+}
+
+/// Snapshots of a PostgreSQL database, exact with respect to a replication slot.
+///
+/// - [`PostgresProvider::first_start`]: creates the source's own (persistent) slot with an
+///   exported snapshot; once the snapshot is complete the source is started and streams from the
+///   slot's consistent point, so every transaction is in exactly one of the two.
+/// - [`PostgresProvider::added_consumer`]: for a consumer added while the source runs, creates a
+///   temporary slot with an exported snapshot; the consumer then streams from that slot, which
+///   starts exactly after the snapshot (see `docs/decisions/0005-snapshot-handoff.md`).
+///
+/// Every step is bounded (connect, each statement, each chunk of COPY data, the whole snapshot);
+/// an error or a cancellation releases the connection and the snapshot and ends the replication
+/// session, which drops a temporary slot.
+#[derive(Debug, Clone)]
+pub struct PostgresProvider {
+    source: PostgresSourceConfig,
+    /// The ordinary connection's settings.
+    sql: tokio_postgres::Config,
+    endpoint: ReplicationEndpoint,
+    kind: SlotKind,
+    config: BootstrapConfig,
+}
+
+impl PostgresProvider {
+    /// A provider for the first start of `source`: its slot (`source.slot`) is created with an
+    /// exported snapshot. A slot of that name left by a snapshot that did not complete is dropped
+    /// first (it is never streamed from without a complete snapshot); one in use is an error.
+    pub fn first_start(
+        source: PostgresSourceConfig,
+        config: BootstrapConfig,
+    ) -> Result<Self, BootstrapError> {
+        Self::new(source, None, config)
+    }
+
+    /// A provider for a consumer added while `source` streams: a temporary slot `slot` gives it
+    /// its own exact snapshot and stream.
+    pub fn added_consumer(
+        source: PostgresSourceConfig,
+        slot: SlotName,
+        config: BootstrapConfig,
+    ) -> Result<Self, BootstrapError> {
+        Self::new(source, Some(slot), config)
+    }
+
+    fn new(
+        source: PostgresSourceConfig,
+        temporary: Option<SlotName>,
+        config: BootstrapConfig,
+    ) -> Result<Self, BootstrapError> {
+        let mut problems = config
+            .validate()
+            .err()
+            .map(|e| e.problems)
+            .unwrap_or_default();
+        if let Err(error) = source.validate() {
+            problems.extend(error.problems.iter().map(|p| format!("source.{p}")));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems }.into());
+        }
+        let mut endpoint = ReplicationEndpoint::for_source(&source);
+        endpoint.application_name = format!("surefoot-{}-bootstrap-replication", source.id);
+        let kind = match temporary {
+            Some(slot) => {
+                endpoint.slot = slot;
+                SlotKind::Temporary
+            }
+            None => SlotKind::Persistent,
+        };
+        let sql = source.sql_config(&format!("surefoot-{}-bootstrap", source.id));
+        Ok(Self {
+            source,
+            sql,
+            endpoint,
+            kind,
+            config,
+        })
+    }
+
+    /// Replaces the ordinary connection's settings (by default the source's `sql_config`, with
+    /// `application_name` `surefoot-<source id>-bootstrap`), for instance to reach the server
+    /// through another address. The replication session keeps the source's address.
+    pub fn with_sql_config(mut self, sql: tokio_postgres::Config) -> Self {
+        self.sql = sql;
+        self
+    }
+
+    /// The replication endpoint of the slot it creates.
+    pub fn endpoint(&self) -> &ReplicationEndpoint {
+        &self.endpoint
+    }
+
+    /// Creates the slot with an exported snapshot and sends the snapshot's rows to `output`, as
+    /// batches positioned at the consistent point. Returns only after the last row was sent.
+    ///
+    /// With `request.tables` empty, the tables of the source's publication are copied.
+    pub async fn export(
+        &self,
+        request: &SnapshotRequest,
+        output: &BatchSender,
+        cancel: &CancellationToken,
+    ) -> Result<Exported, BootstrapError> {
+        let limit = self.config.snapshot_timeout;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(BootstrapError::Cancelled),
+            // Boxed: the copy's state is large, and a future is moved on every call.
+            result = bounded(Step::Snapshot, limit, Box::pin(self.run(&request.tables, output))) => {
+                result.and_then(|exported| exported)
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        tables: &[TableRef],
+        output: &BatchSender,
+    ) -> Result<Exported, BootstrapError> {
+        let connection = SnapshotConnection::open(self.sql.clone(), &self.config).await?;
+        self.prepare(&connection).await?;
+        let slot = ExportedSlot::create(&self.endpoint, self.kind, &self.config).await?;
+        connection.import(slot.snapshot_name()).await?;
+        let tables = match tables {
+            [] => self.publication_tables(&connection).await?,
+            listed => listed.to_vec(),
+        };
+        let position = Position::postgres(slot.consistent_point(), 0);
+        let destination = Destination {
+            source: &self.source.id,
+            position,
+            output,
+        };
+        let mut rows = 0;
+        for table in &tables {
+            let columns = TableColumns::read(&connection, table).await?;
+            rows += copy_table(&connection, &columns, &self.config, &destination).await?;
+        }
+        connection.finish().await?;
+        let complete = SnapshotComplete {
+            consistent_point: position,
+            rows,
+        };
+        Ok(Exported { complete, slot })
+    }
+
+    /// Makes sure the publication exists before the slot (pgoutput reads it as of each change),
+    /// and drops a leftover inactive slot on first start.
+    async fn prepare(&self, connection: &SnapshotConnection) -> Result<(), BootstrapError> {
+        let source = &self.source;
+        bounded(
+            Step::Statement,
+            self.config.statement_timeout,
+            setup::ensure_publication(
+                connection.client(),
+                &source.publication,
+                &source.tables,
+                source.create_publication,
+            ),
+        )
+        .await?
+        .map_err(BootstrapError::Setup)?;
+        if self.kind == SlotKind::Persistent {
+            connection
+                .drop_slot_if_inactive(self.endpoint.slot.as_str())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The tables of the source's publication.
+    async fn publication_tables(
+        &self,
+        connection: &SnapshotConnection,
+    ) -> Result<Vec<TableRef>, BootstrapError> {
+        let sql = "SELECT schemaname::text, tablename::text FROM pg_publication_tables \
+                   WHERE pubname = $1 ORDER BY 1, 2";
+        let publication = self.source.publication.as_str();
+        let rows = bounded(
+            Step::Statement,
+            self.config.statement_timeout,
+            connection.client().query(sql, &[&publication]),
+        )
+        .await?
+        .map_err(|source| BootstrapError::query("list publication tables", source))?;
+        Ok(rows
+            .iter()
+            .map(|row| TableRef::new(row.get::<_, String>(0), row.get::<_, String>(1)))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl BootstrapProvider for PostgresProvider {
+    /// [`PostgresProvider::export`], then the replication session is closed: a persistent slot
+    /// stays for the source to stream from, a temporary one goes with the session (use
+    /// [`PostgresProvider::export`] to stream from it).
+    async fn snapshot(
+        &self,
+        request: SnapshotRequest,
+        output: BatchSender,
+        cancel: CancellationToken,
+    ) -> Result<SnapshotComplete, ComponentError> {
+        let exported = self.export(&request, &output, &cancel).await?;
+        exported.slot.close();
+        Ok(exported.complete)
+    }
+}

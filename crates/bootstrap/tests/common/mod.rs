@@ -1,0 +1,203 @@
+//! Helpers shared by the PostgreSQL provider's integration tests: a table the writer changes in
+//! numbered transactions, and a consumer that applies snapshot and stream by key.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use surefoot_core_model::{Batch, BatchReceiver, Change, Lsn, Operation, Value};
+use surefoot_source_postgres::{Identifier, PostgresSourceConfig, SlotName};
+use surefoot_test_support::{PgClient, PgServer};
+use tokio::sync::watch;
+
+/// How long a test waits for something that should come.
+pub(crate) const BOUND: Duration = Duration::from_secs(60);
+
+/// Writer transactions mark the rows they write with values from here on.
+pub(crate) const WRITER_BASE: i32 = 1_000_000;
+
+/// The id of the row the writer's last transaction inserts: the end of its changes.
+pub(crate) const SENTINEL: i32 = -1;
+
+/// A source `id` on `server`'s `postgres` database with slot `<id>_slot` and publication
+/// `items_pub` for all tables; heartbeat off; status updates every 100 ms.
+pub(crate) fn source_config(server: &PgServer, id: &str) -> PostgresSourceConfig {
+    let mut config = PostgresSourceConfig::new(
+        id,
+        server.host(),
+        server.port(),
+        server.user(),
+        "postgres",
+        SlotName::parse(&format!("{id}_slot")).unwrap(),
+        Identifier::parse("publication", "items_pub").unwrap(),
+    );
+    config.heartbeat = None;
+    config.status_interval = Duration::from_millis(100);
+    config
+}
+
+/// Creates `items (id int PRIMARY KEY, v int)` with rows `1..=rows`, `v = id`.
+pub(crate) async fn create_items(admin: &PgClient, rows: i32) {
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO items SELECT g, g FROM generate_series(1, {rows}) g;"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Runs numbered writer transactions on `client` until at least `at_least` committed and `done`
+/// turned true; each inserts a new row, updates one and deletes one. The last inserts
+/// [`SENTINEL`]. Every committed transaction bumps `committed`. Returns how many ran.
+pub(crate) async fn write(
+    client: &PgClient,
+    rows: i32,
+    at_least: i32,
+    mut done: watch::Receiver<bool>,
+    committed: &watch::Sender<i32>,
+) -> i32 {
+    let mut k = 0;
+    while k < at_least || !*done.borrow_and_update() {
+        k += 1;
+        let insert = WRITER_BASE + k;
+        let update = (k * 7_919) % rows + 1;
+        let delete = (k * 104_729 + 13) % rows + 1;
+        client
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO items VALUES ({insert}, {insert});
+                 UPDATE items SET v = {insert} WHERE id = {update};
+                 DELETE FROM items WHERE id = {delete};
+                 COMMIT;"
+            ))
+            .await
+            .unwrap();
+        committed.send_replace(k);
+    }
+    client
+        .batch_execute(&format!("INSERT INTO items VALUES ({SENTINEL}, 0)"))
+        .await
+        .unwrap();
+    k
+}
+
+/// The table as it is now.
+pub(crate) async fn table_state(admin: &PgClient) -> BTreeMap<i32, i32> {
+    admin
+        .query("SELECT id, v FROM items", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+fn int(value: Option<&Value>) -> i32 {
+    match value {
+        Some(Value::Int32(value)) => *value,
+        other => panic!("not an int4: {other:?}"),
+    }
+}
+
+/// The writer transaction a row's content comes from, if any.
+fn writer_txn(id: i32, v: i32) -> Option<i32> {
+    if id > WRITER_BASE {
+        Some(id - WRITER_BASE)
+    } else if v > WRITER_BASE {
+        Some(v - WRITER_BASE)
+    } else {
+        None
+    }
+}
+
+/// A consumer's state, applied by key, and which writer transactions reached it how.
+#[derive(Debug, Default)]
+pub(crate) struct Consumer {
+    pub(crate) rows: BTreeMap<i32, i32>,
+    /// Writer transactions whose effects arrived in the snapshot.
+    pub(crate) in_snapshot: BTreeSet<i32>,
+    /// Writer transactions that arrived in the stream, in arrival order.
+    pub(crate) in_stream: Vec<i32>,
+    /// Whether the sentinel arrived.
+    pub(crate) ended: bool,
+}
+
+impl Consumer {
+    /// Applies a snapshot batch (inserts only).
+    pub(crate) fn snapshot(&mut self, batch: Batch) {
+        for change in batch.changes.iter() {
+            let row = change.after().expect("snapshot rows are inserts");
+            let (id, v) = (int(row.get("id")), int(row.get("v")));
+            assert!(self.rows.insert(id, v).is_none(), "row {id} twice");
+            self.in_snapshot.extend(writer_txn(id, v));
+        }
+        batch.ack.delivered();
+    }
+
+    /// Applies a stream batch; every one must commit after `consistent_point`.
+    pub(crate) fn stream(&mut self, batch: Batch, consistent_point: Lsn) {
+        let commit = batch.last.commit_lsn().unwrap();
+        assert!(
+            commit > consistent_point,
+            "a transaction committed at {commit}, not after the consistent point {consistent_point}"
+        );
+        let mut txn = None;
+        for change in batch.changes.iter() {
+            txn = txn.or(self.apply(change));
+        }
+        self.in_stream.extend(txn);
+        batch.ack.delivered();
+    }
+
+    fn apply(&mut self, change: &Change) -> Option<i32> {
+        match &change.operation {
+            Operation::Insert { after } | Operation::Update { after, .. } => {
+                let (id, v) = (int(after.get("id")), int(after.get("v")));
+                self.ended |= id == SENTINEL;
+                self.rows.insert(id, v);
+                writer_txn(id, v)
+            }
+            Operation::Delete { key, before } => {
+                let key = key.as_ref().or(before.as_ref()).unwrap();
+                self.rows.remove(&int(key.get("id")));
+                None
+            }
+            Operation::Truncate => panic!("no truncate expected"),
+        }
+    }
+}
+
+/// The next batch, failing the test if none comes within [`BOUND`].
+pub(crate) async fn next_batch(batches: &mut BatchReceiver) -> Batch {
+    tokio::time::timeout(BOUND, batches.recv())
+        .await
+        .expect("no batch within the bound")
+        .expect("output closed")
+}
+
+/// Replication slots whose name starts with `prefix`.
+pub(crate) async fn slots_like(admin: &PgClient, prefix: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE starts_with(slot_name, $1)",
+            &[&prefix],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Backends of client connections (not the server's own processes).
+pub(crate) async fn client_backends(admin: &PgClient) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('client backend', 'walsender')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
