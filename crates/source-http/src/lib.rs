@@ -1,2 +1,25 @@
-//! HTTP ingest for surefoot that answers 200 only for data it delivered: validation, idempotency keys, backpressure as status codes
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
+mod answer;
+mod auth;
+mod batcher;
+pub mod config;
+pub mod error;
+mod handler;
+pub mod idempotency;
+pub mod metrics;
+mod server;
+mod settler;
+mod source;
+pub mod wire;
+
+pub use answer::REPLAYED_HEADER;
+pub use config::{
+    AckMode, Auth, BatchingConfig, ConfigError, HttpSourceConfig, IdempotencyBackend,
+    IdempotencyConfig,
+};
+pub use error::HttpSourceError;
+pub use handler::IDEMPOTENCY_HEADER;
+pub use metrics::Stats;
+pub use source::HttpSource;

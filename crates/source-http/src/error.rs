@@ -1,0 +1,87 @@
+//! The source's typed errors.
+
+use std::net::SocketAddr;
+
+use surefoot_core_lifecycle::{Classify, ErrorClass, SpawnError, TimeoutError};
+
+use crate::config::ConfigError;
+
+/// Why the HTTP source could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSourceError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listening socket could not be bound (address in use, permission denied...).
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address that was refused.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Redis idempotency store could not be reached or answered an error.
+    #[error("idempotency store in Redis: {operation}")]
+    Redis {
+        /// What was being done.
+        operation: &'static str,
+        /// Redis's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A Redis command did not answer in time.
+    #[error(transparent)]
+    Timeout(#[from] TimeoutError),
+    /// A task could not be started.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+impl Classify for HttpSourceError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            HttpSourceError::Config(_) => ErrorClass::Configuration,
+            HttpSourceError::Bind { source, .. } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::AddrNotAvailable
+                | std::io::ErrorKind::InvalidInput => ErrorClass::Configuration,
+                _ => ErrorClass::Transient,
+            },
+            HttpSourceError::Redis { source, .. } => {
+                if source.is_connection_refusal()
+                    || source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_timeout()
+                {
+                    ErrorClass::Transient
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            HttpSourceError::Timeout(error) => error.class(),
+            HttpSourceError::Spawn(_) => ErrorClass::Permanent,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_transient_and_a_forbidden_one_is_configuration() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 80));
+        let taken = HttpSourceError::Bind {
+            addr,
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(taken.class(), ErrorClass::Transient);
+        assert!(taken.to_string().contains("127.0.0.1:80"));
+        let forbidden = HttpSourceError::Bind {
+            addr,
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(forbidden.class(), ErrorClass::Configuration);
+    }
+}

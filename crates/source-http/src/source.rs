@@ -1,0 +1,281 @@
+//! [`HttpSource`]: bind first, then the supervised settler, batcher and server tasks; stop.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use surefoot_core_lifecycle::{
+    Classify, Component, ErrorClass, RestartPolicy, Service, Status, Supervisor, SupervisorConfig,
+    TaskError,
+};
+use surefoot_core_model::{AckTracker, BatchSender, ComponentError, Source, SourceId};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::auth::Authenticator;
+use crate::config::{HttpSourceConfig, IdempotencyBackend};
+use crate::error::HttpSourceError;
+use crate::handler::{App, router};
+use crate::idempotency::{IdempotencyStore, MemoryStore, RedisStore};
+use crate::metrics::{HttpMetrics, Stats};
+use crate::{batcher, server, settler};
+
+/// Claims waiting to be released in Redis at most (see [`crate::idempotency`]).
+const RELEASE_QUEUE: usize = 1024;
+
+/// An HTTP ingest source.
+///
+/// Start binds the listening socket before anything else: if that fails, start returns
+/// [`HttpSourceError::Bind`] naming the address, the status is `Failed` and no task or channel is
+/// left. Then it starts three supervised tasks: the settler, the batcher and the server (one task
+/// per connection inside it). Stop closes the listener, lets requests in flight finish, flushes
+/// the batcher and waits for the batches in flight to settle, up to the deadline.
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    component: Component<IngestService>,
+}
+
+/// State shared by the source's tasks and handlers, across runs.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: HttpSourceConfig,
+    pub(crate) output: BatchSender,
+    pub(crate) tracker: AckTracker,
+    pub(crate) metrics: HttpMetrics,
+    pub(crate) auth: Authenticator,
+    pub(crate) store: IdempotencyStore,
+    /// The next sequence to hand out.
+    sequence: AtomicU64,
+    local_addr: Mutex<Option<SocketAddr>>,
+    /// The deadline of the stop in progress, in milliseconds.
+    stop_budget_ms: AtomicU64,
+}
+
+impl Shared {
+    /// Reserves `count` consecutive sequences and returns the first.
+    pub(crate) fn take_sequences(&self, count: u64) -> u64 {
+        self.sequence.fetch_add(count, Ordering::AcqRel)
+    }
+
+    pub(crate) fn stop_budget(&self) -> Duration {
+        Duration::from_millis(self.stop_budget_ms.load(Ordering::Acquire))
+    }
+}
+
+#[derive(Debug)]
+struct IngestService {
+    shared: Arc<Shared>,
+}
+
+impl HttpSource {
+    /// A stopped source sending its batches to `output`. Fails when the configuration is
+    /// invalid, listing every problem.
+    pub fn new(config: HttpSourceConfig, output: BatchSender) -> Result<Self, ComponentError> {
+        config.validate().map_err(|error| {
+            ComponentError::classified("configure", HttpSourceError::from(error))
+        })?;
+        let store =
+            store(&config).map_err(|error| ComponentError::classified("configure", error))?;
+        let shared = Arc::new(Shared {
+            metrics: HttpMetrics::global(config.id.as_str()),
+            auth: Authenticator::new(&config.auth),
+            output,
+            tracker: AckTracker::new(None),
+            store,
+            sequence: AtomicU64::new(1),
+            local_addr: Mutex::new(None),
+            stop_budget_ms: AtomicU64::new(10_000),
+            config,
+        });
+        let name = format!("source-http/{}", shared.config.id);
+        // No task failure is tolerated: a failed task fails the source.
+        let supervisor = SupervisorConfig::default().with_intensity(0, Duration::from_secs(1));
+        Ok(Self {
+            component: Component::new(name, IngestService { shared }, supervisor),
+        })
+    }
+
+    /// The address the source listens on, once started (the real port when configured with 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self
+            .shared()
+            .local_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts of requests, batches and replays since the source was built.
+    pub fn stats(&self) -> Stats {
+        self.shared().metrics.stats()
+    }
+
+    /// The ack tracker of the batches sent. For HTTP the confirmation upstream is each
+    /// request's answer; the watermark is for observation: the delivered prefix since the last
+    /// failure handed back to a client.
+    pub fn tracker(&self) -> &AckTracker {
+        &self.shared().tracker
+    }
+
+    /// Tasks alive in the current run (0 when stopped or failed to start).
+    pub fn live_tasks(&self) -> usize {
+        self.component
+            .supervisor()
+            .map_or(0, |supervisor| supervisor.live_tasks())
+    }
+
+    /// The component (status, health, events, supervisor).
+    pub fn component(&self) -> &Component<impl Service> {
+        &self.component
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.component.service().shared
+    }
+}
+
+fn store(config: &HttpSourceConfig) -> Result<IdempotencyStore, HttpSourceError> {
+    let idempotency = &config.idempotency;
+    Ok(match &idempotency.backend {
+        IdempotencyBackend::Memory => IdempotencyStore::Memory(Arc::new(MemoryStore::new(
+            idempotency.capacity,
+            idempotency.ttl,
+            idempotency.pending_ttl,
+        ))),
+        IdempotencyBackend::Redis {
+            url,
+            prefix,
+            timeout,
+        } => IdempotencyStore::Redis(Arc::new(RedisStore::new(
+            url,
+            format!("{prefix}{}:", config.id),
+            idempotency.ttl,
+            idempotency.pending_ttl,
+            *timeout,
+        )?)),
+    })
+}
+
+#[async_trait]
+impl Source for HttpSource {
+    fn id(&self) -> &SourceId {
+        &self.shared().config.id
+    }
+
+    async fn start(&self) -> Result<(), ComponentError> {
+        self.component.start().await.map_err(|error| {
+            let class = http_error_class(&error).unwrap_or_else(|| error.class());
+            ComponentError::new("start", class, error)
+        })
+    }
+
+    async fn stop(&self, deadline: Duration) -> Result<(), ComponentError> {
+        let millis = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        self.shared()
+            .stop_budget_ms
+            .store(millis, Ordering::Release);
+        let report = self
+            .component
+            .stop(deadline)
+            .await
+            .map_err(|error| ComponentError::classified("stop", error))?;
+        if report.is_clean() {
+            return Ok(());
+        }
+        let problem = format!("stop was not clean: {report:?}");
+        Err(ComponentError::new("stop", ErrorClass::Transient, problem))
+    }
+
+    fn status(&self) -> Status {
+        self.component.status()
+    }
+}
+
+impl Service for IngestService {
+    fn start<'a>(&'a self, supervisor: &'a Supervisor) -> BoxFuture<'a, Result<(), TaskError>> {
+        Box::pin(self.start_tasks(supervisor))
+    }
+}
+
+impl IngestService {
+    async fn start_tasks(&self, supervisor: &Supervisor) -> Result<(), TaskError> {
+        let shared = Arc::clone(&self.shared);
+        // Bind before creating anything: a refused address leaves nothing behind.
+        let addr = shared.config.bind;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| HttpSourceError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| HttpSourceError::Bind { addr, source })?;
+        *shared
+            .local_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(local);
+        let capacity = shared.config.queue_requests;
+        let (submissions, submitted) = mpsc::channel(capacity);
+        let (watches, watched) = mpsc::channel(capacity);
+        let (releases, released) = mpsc::channel(RELEASE_QUEUE);
+        let mut settler_input = Some((watched, released));
+        let settler_shared = Arc::clone(&shared);
+        supervisor.spawn("settler", RestartPolicy::OnFailure, move |cancel| {
+            let input = settler_input.take();
+            let shared = Arc::clone(&settler_shared);
+            async move {
+                let (watched, released) = input.ok_or(NotRestartable("settler"))?;
+                settler::run(shared, watched, released, cancel)
+                    .await
+                    .map_err(TaskError::from)
+            }
+        })?;
+        let mut batcher_input = Some((submitted, watches));
+        let batcher_shared = Arc::clone(&shared);
+        supervisor.spawn("batcher", RestartPolicy::OnFailure, move |cancel| {
+            let input = batcher_input.take();
+            let shared = Arc::clone(&batcher_shared);
+            async move {
+                let (submitted, watches) = input.ok_or(NotRestartable("batcher"))?;
+                batcher::run(shared, submitted, watches, cancel)
+                    .await
+                    .map_err(TaskError::from)
+            }
+        })?;
+        let mut server_input = Some((listener, submissions, releases));
+        supervisor.spawn("server", RestartPolicy::OnFailure, move |cancel| {
+            let input = server_input.take();
+            let shared = Arc::clone(&shared);
+            async move {
+                let (listener, submissions, releases) = input.ok_or(NotRestartable("server"))?;
+                let app = App {
+                    shared: Arc::clone(&shared),
+                    submissions,
+                    releases,
+                    cancel: cancel.clone(),
+                };
+                server::serve(shared, listener, router(app), cancel)
+                    .await
+                    .map_err(TaskError::from)
+            }
+        })?;
+        Ok(())
+    }
+}
+
+/// A task's one-shot inputs were used by its first instance.
+#[derive(Debug, thiserror::Error)]
+#[error("task `{0}` cannot be restarted: its channel ends belong to the failed instance")]
+struct NotRestartable(&'static str);
+
+/// The class of the first [`HttpSourceError`] in `error`'s chain.
+fn http_error_class(error: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(source_error) = error.downcast_ref::<HttpSourceError>() {
+            return Some(source_error.class());
+        }
+        current = error.source();
+    }
+    None
+}
