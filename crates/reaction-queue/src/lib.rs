@@ -4,6 +4,7 @@
 pub mod dead_letter;
 pub mod metrics;
 pub mod queue;
+pub mod redis_stream;
 pub mod runtime;
 pub mod upstream;
 
@@ -14,6 +15,9 @@ pub use metrics::{MetricsSnapshot, QueueMetrics};
 pub use queue::{
     ConfigError, OrderKey, QueueConfig, QueueReceiver, QueueSender, Queued, SendError,
     TryRecvError, TrySendError, ordered_queue,
+};
+pub use redis_stream::{
+    RedisQueueConfig, RedisQueueError, RedisQueueProducer, RedisStreamWorker, create_group,
 };
 pub use runtime::{ReactionRuntime, RuntimeConfig, RuntimeError, StopSummary, key_by_source};
 pub use upstream::{Fanout, PublishError, SubscribeError, Subscription};

@@ -10,6 +10,7 @@
 //! | `surefoot.queue.retried` | counter | reaction attempts repeated after a failure |
 //! | `surefoot.queue.dead_lettered` | counter | batches written to the dead-letter destination |
 //! | `surefoot.queue.dropped` | counter | batches discarded; nothing in this crate discards, so it stays 0 |
+//! | `surefoot.queue.claimed` | counter | Redis backend: pending entries claimed from a consumer that stopped answering |
 //! | `surefoot.queue.unacknowledged` | counter | batches left unacknowledged at stop (redelivered later) |
 //! | `surefoot.queue.depth` | gauge | batches waiting in the queue |
 //! | `surefoot.queue.producer_wait.seconds` | histogram | how long a producer waited for room |
@@ -36,6 +37,7 @@ struct Counts {
     dead_lettered: AtomicU64,
     dropped: AtomicU64,
     unacknowledged: AtomicU64,
+    claimed: AtomicU64,
     depth: AtomicU64,
     max_depth: AtomicU64,
     waits: AtomicU64,
@@ -61,6 +63,8 @@ pub struct MetricsSnapshot {
     pub dropped: u64,
     /// Batches left unacknowledged at stop, for redelivery.
     pub unacknowledged: u64,
+    /// Redis backend: pending entries claimed from other consumers.
+    pub claimed: u64,
     /// Batches waiting now.
     pub depth: u64,
     /// The highest depth seen.
@@ -87,6 +91,7 @@ pub struct QueueMetrics {
     dead_lettered: Counter<u64>,
     dropped: Counter<u64>,
     unacknowledged: Counter<u64>,
+    claimed: Counter<u64>,
     depth: Gauge<u64>,
     wait: Histogram<f64>,
     latency: Histogram<f64>,
@@ -121,6 +126,10 @@ impl QueueMetrics {
                 "surefoot.queue.unacknowledged",
                 "Batches left unacknowledged at stop",
             ),
+            claimed: counter(
+                "surefoot.queue.claimed",
+                "Pending entries claimed from a silent consumer",
+            ),
             depth: meter
                 .u64_gauge("surefoot.queue.depth")
                 .with_description("Batches waiting")
@@ -150,6 +159,7 @@ impl QueueMetrics {
             dead_lettered: load(&c.dead_lettered),
             dropped: load(&c.dropped),
             unacknowledged: load(&c.unacknowledged),
+            claimed: load(&c.claimed),
             depth: load(&c.depth),
             max_depth: load(&c.max_depth),
             producer_waits: load(&c.waits),
@@ -216,6 +226,17 @@ impl QueueMetrics {
             .unacknowledged
             .fetch_add(count, Ordering::Relaxed);
         self.unacknowledged.add(count, &self.attrs[..]);
+    }
+
+    pub(crate) fn read_from_stream(&self, count: usize) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        self.counts.dequeued.fetch_add(count, Ordering::Relaxed);
+        self.dequeued.add(count, &self.attrs[..]);
+    }
+
+    pub(crate) fn claimed(&self, count: u64) {
+        self.counts.claimed.fetch_add(count, Ordering::Relaxed);
+        self.claimed.add(count, &self.attrs[..]);
     }
 
     /// Records the dropped counter's zero so that it exists for exporters from the start.

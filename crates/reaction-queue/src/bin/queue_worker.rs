@@ -1,1 +1,151 @@
-fn main() {}
+//! `surefoot-queue-worker`: one worker process of a Redis-backed reaction queue, used by this
+//! crate's tests and benchmark.
+//!
+//! Its reaction records each batch in a Redis hash (`HSETNX <applied> <source>:<first>
+//! <consumer>`), which is idempotent by position: a redelivered batch is counted in
+//! `<applied>:redelivered` and not applied again. It stops on SIGTERM or SIGINT.
+//!
+//! Settings (environment): `SUREFOOT_REDIS_URL`, `SUREFOOT_STREAM`, `SUREFOOT_GROUP`,
+//! `SUREFOOT_CONSUMER`, `SUREFOOT_APPLIED` (hash name), optional `SUREFOOT_CLAIM_IDLE_MS`
+//! (default 60000), `SUREFOOT_WORK_MS` (time each batch takes, default 0) and
+//! `SUREFOOT_HANG_AFTER` (after applying that many batches, the worker sets `hung:<consumer>`
+//! and stops making progress, as a stuck process would, holding its pending entries).
+#![allow(clippy::print_stderr)] // stderr is this process's only report channel.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use surefoot_core_lifecycle::{CancellationToken, ErrorClass};
+use surefoot_core_model::{Batch, ComponentError, Reaction};
+use surefoot_reaction_queue::{QueueMetrics, RedisQueueConfig, RedisStreamWorker};
+
+struct RecordApplied {
+    connection: ConnectionManager,
+    applied: String,
+    consumer: String,
+    work: Duration,
+    hang_after: Option<u64>,
+    count: AtomicU64,
+}
+
+#[async_trait]
+impl Reaction for RecordApplied {
+    fn name(&self) -> &str {
+        "record-applied"
+    }
+
+    async fn apply(&self, batch: &Batch) -> Result<(), ComponentError> {
+        let fail = |error| ComponentError::new("record applied", ErrorClass::Transient, error);
+        let mut connection = self.connection.clone();
+        if self
+            .hang_after
+            .is_some_and(|limit| self.count.load(Ordering::Relaxed) >= limit)
+        {
+            redis::cmd("SET")
+                .arg(format!("hung:{}", self.consumer))
+                .arg(1)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(fail)?;
+            std::future::pending::<()>().await;
+        }
+        if !self.work.is_zero() {
+            tokio::time::sleep(self.work).await;
+        }
+        let field = format!("{}:{}", batch.source, batch.first);
+        let new: bool = redis::cmd("HSETNX")
+            .arg(&self.applied)
+            .arg(field)
+            .arg(&self.consumer)
+            .query_async(&mut connection)
+            .await
+            .map_err(fail)?;
+        if !new {
+            redis::cmd("INCR")
+                .arg(format!("{}:redelivered", self.applied))
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(fail)?;
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn setting(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set"))
+}
+
+fn millis(name: &str, default: u64) -> Result<Duration, String> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|error| format!("{name}: {error}")),
+        Err(_) => Ok(Duration::from_millis(default)),
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let client = redis::Client::open(setting("SUREFOOT_REDIS_URL")?).map_err(|e| e.to_string())?;
+    let consumer = setting("SUREFOOT_CONSUMER")?;
+    let mut config = RedisQueueConfig::new(
+        setting("SUREFOOT_STREAM")?,
+        setting("SUREFOOT_GROUP")?,
+        consumer.clone(),
+    );
+    config.claim_idle = millis("SUREFOOT_CLAIM_IDLE_MS", 60_000)?;
+    config.claim_interval = config.claim_idle / 2;
+    config.read_count = 10;
+    let hang_after = match std::env::var("SUREFOOT_HANG_AFTER") {
+        Ok(text) => Some(
+            text.parse()
+                .map_err(|e| format!("SUREFOOT_HANG_AFTER: {e}"))?,
+        ),
+        Err(_) => None,
+    };
+    let connection = ConnectionManager::new(client.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let reaction = RecordApplied {
+        connection,
+        applied: setting("SUREFOOT_APPLIED")?,
+        consumer: consumer.clone(),
+        work: millis("SUREFOOT_WORK_MS", 0)?,
+        hang_after,
+        count: AtomicU64::new(0),
+    };
+    let worker = RedisStreamWorker::connect(
+        &client,
+        config,
+        Arc::new(reaction),
+        QueueMetrics::global(&consumer),
+    )
+    .await
+    .map_err(|e| surefoot_reaction_queue::dead_letter::error_chain(&e))?;
+    let signal = surefoot_core_lifecycle::signal::shutdown_signal().map_err(|e| e.to_string())?;
+    let cancel = CancellationToken::new();
+    let run = worker.run(cancel.clone());
+    tokio::pin!(run);
+    tokio::select! {
+        result = &mut run => return result.map_err(|e| surefoot_reaction_queue::dead_letter::error_chain(&e)),
+        _ = signal => cancel.cancel(),
+    }
+    run.await
+        .map_err(|e| surefoot_reaction_queue::dead_letter::error_chain(&e))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("surefoot-queue-worker: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

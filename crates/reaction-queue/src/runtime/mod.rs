@@ -14,7 +14,7 @@
 //!   unacknowledged for redelivery. The group then holds zero tasks.
 
 mod config;
-mod deliver;
+pub(crate) mod deliver;
 mod dispatch;
 mod error;
 

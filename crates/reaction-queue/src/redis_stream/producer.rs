@@ -1,0 +1,142 @@
+//! Appending batches to the stream.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use surefoot_core_model::Batch;
+
+use super::codec;
+use super::error::RedisQueueError;
+use crate::metrics::QueueMetrics;
+
+/// How long a producer waits between looks at a full stream's length.
+const FULL_POLL: Duration = Duration::from_millis(20);
+
+/// Appends batches to a reaction's stream.
+///
+/// A batch counts as delivered once Redis has acknowledged its `XADD`: its token is then
+/// settled as delivered. If the append fails, the token is settled as failed, so the source
+/// delivers it again. Durability of an acknowledged `XADD` is what the server's persistence
+/// settings make it (see the [module docs](super)).
+#[derive(Clone)]
+pub struct RedisQueueProducer {
+    connection: ConnectionManager,
+    stream: String,
+    max_len: u64,
+    op_timeout: Duration,
+    metrics: QueueMetrics,
+}
+
+impl std::fmt::Debug for RedisQueueProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueueProducer")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisQueueProducer {
+    /// A producer appending to `stream`, waiting while it holds `max_len` entries or more.
+    pub fn new(
+        connection: ConnectionManager,
+        stream: impl Into<String>,
+        max_len: u64,
+        op_timeout: Duration,
+        metrics: QueueMetrics,
+    ) -> Self {
+        metrics.declare_dropped();
+        Self {
+            connection,
+            stream: stream.into(),
+            max_len,
+            op_timeout,
+            metrics,
+        }
+    }
+
+    /// Appends one batch; returns its entry id.
+    pub async fn append(&self, batch: Batch) -> Result<String, RedisQueueError> {
+        let mut ids = self.append_all(vec![batch]).await?;
+        ids.pop().ok_or_else(|| RedisQueueError::Codec {
+            stream: self.stream.clone(),
+            id: "-".to_owned(),
+            reason: "XADD returned no id".to_owned(),
+        })
+    }
+
+    /// Appends `batches` in one pipeline (in order) once the stream has room for them all;
+    /// returns their entry ids.
+    ///
+    /// On success every token is settled as delivered; on failure every token is settled as
+    /// failed (some entries may have been added: consumers are idempotent by position).
+    /// Cancel safety: dropping the future drops the batches, settling them as abandoned.
+    pub async fn append_all(&self, batches: Vec<Batch>) -> Result<Vec<String>, RedisQueueError> {
+        match self.try_append_all(&batches).await {
+            Ok(ids) => {
+                let mut depth = ids.len();
+                for batch in batches {
+                    batch.ack.delivered();
+                    self.metrics.enqueued(depth);
+                    depth = depth.saturating_sub(1);
+                }
+                Ok(ids)
+            }
+            Err(error) => {
+                tracing::warn!(stream = %self.stream, batches = batches.len(), %error, "append failed; the batches will be delivered again");
+                batches.into_iter().for_each(|batch| batch.ack.failed());
+                Err(error)
+            }
+        }
+    }
+
+    async fn try_append_all(&self, batches: &[Batch]) -> Result<Vec<String>, RedisQueueError> {
+        self.wait_for_room(batches.len()).await?;
+        let mut pipe = redis::pipe();
+        for batch in batches {
+            codec::add_xadd(&mut pipe, &self.stream, batch)?;
+        }
+        let mut connection = self.connection.clone();
+        surefoot_core_lifecycle::timeout("XADD", self.op_timeout, pipe.query_async(&mut connection))
+            .await?
+            .map_err(|source| self.error("XADD", source))
+    }
+
+    /// Waits until the stream has room for `count` more entries.
+    async fn wait_for_room(&self, count: usize) -> Result<(), RedisQueueError> {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        let mut waiting_since = None;
+        loop {
+            let len = self.stream_len().await?;
+            if len.saturating_add(count) <= self.max_len || len == 0 {
+                if let Some(since) = waiting_since {
+                    self.metrics.producer_waited(Instant::elapsed(&since));
+                }
+                return Ok(());
+            }
+            waiting_since.get_or_insert_with(Instant::now);
+            tokio::time::sleep(FULL_POLL).await;
+        }
+    }
+
+    /// Entries in the stream now (delivered to a consumer or not, not yet acknowledged).
+    pub async fn stream_len(&self) -> Result<u64, RedisQueueError> {
+        let mut connection = self.connection.clone();
+        surefoot_core_lifecycle::timeout(
+            "XLEN",
+            self.op_timeout,
+            redis::cmd("XLEN")
+                .arg(&self.stream)
+                .query_async(&mut connection),
+        )
+        .await?
+        .map_err(|source| self.error("XLEN", source))
+    }
+
+    fn error(&self, operation: &'static str, source: redis::RedisError) -> RedisQueueError {
+        RedisQueueError::Redis {
+            operation,
+            stream: self.stream.clone(),
+            source,
+        }
+    }
+}
