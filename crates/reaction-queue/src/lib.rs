@@ -4,6 +4,7 @@
 pub mod dead_letter;
 pub mod metrics;
 pub mod queue;
+pub mod reactions;
 pub mod redis_stream;
 pub mod runtime;
 pub mod upstream;
@@ -15,6 +16,10 @@ pub use metrics::{MetricsSnapshot, QueueMetrics};
 pub use queue::{
     ConfigError, OrderKey, QueueConfig, QueueReceiver, QueueSender, Queued, SendError,
     TryRecvError, TrySendError, ordered_queue,
+};
+pub use reactions::{
+    LogReaction, RedisReaction, RedisTarget, WebhookConfig, WebhookError, WebhookReaction,
+    idempotency_key,
 };
 pub use redis_stream::{
     RedisQueueConfig, RedisQueueError, RedisQueueProducer, RedisStreamWorker, create_group,

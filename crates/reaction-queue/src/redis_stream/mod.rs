@@ -42,5 +42,6 @@ mod worker;
 
 pub use config::RedisQueueConfig;
 pub use error::RedisQueueError;
+pub(crate) use error::redis_class;
 pub use producer::RedisQueueProducer;
 pub use worker::{RedisStreamWorker, create_group};
