@@ -95,7 +95,7 @@ async fn an_imported_snapshot_sees_exactly_what_the_exporter_saw() {
 }
 
 #[tokio::test]
-async fn the_isolation_level_the_import_got_is_verified() {
+async fn d_4_3_the_isolation_level_the_import_got_is_verified() {
     let server = PgServer::new().await.unwrap();
     let exporter = server.connect("postgres").await.unwrap();
     exporter
@@ -227,7 +227,7 @@ async fn backends_named(client: &tokio_postgres::Client, application_name: &str)
 }
 
 #[tokio::test]
-async fn a_black_holed_statement_is_a_statement_timeout_and_the_connection_is_released() {
+async fn d_m1_a_black_holed_statement_is_a_statement_timeout_and_the_connection_is_released() {
     let server = PgServer::new().await.unwrap();
     let admin = server.connect("postgres").await.unwrap();
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));

@@ -190,7 +190,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consistent_points_are_validated() {
+    fn d_4_3_malformed_consistent_points_are_rejected_with_a_clear_error() {
         assert_eq!(
             parse_consistent_point("16/B374D848").unwrap(),
             Lsn(0x16_B374_D848)
@@ -204,10 +204,17 @@ mod tests {
         }
         let message = parse_consistent_point("0/0").unwrap_err().to_string();
         assert!(message.contains("`0/0`"), "{message}");
+        let message = parse_consistent_point("16B374D848")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("consistent point `16B374D848` is invalid: "),
+            "{message}"
+        );
     }
 
     #[test]
-    fn only_repeatable_read_read_only_is_accepted() {
+    fn d_4_3_only_repeatable_read_read_only_is_accepted() {
         verify_isolation("repeatable read".to_owned(), "on".to_owned()).unwrap();
         for (isolation, read_only) in [
             ("serializable", "on"),

@@ -244,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn the_reply_is_read_and_checked() {
+    fn d_4_3_the_slot_reply_is_read_and_a_malformed_consistent_point_rejected() {
         let good = row(&[
             Some("s"),
             Some("0/16B3748"),
