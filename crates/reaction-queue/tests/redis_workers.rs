@@ -18,14 +18,6 @@ const GROUP: &str = "orders";
 const APPLIED: &str = "applied";
 const ITEMS: u64 = 600;
 
-/// `XPENDING <stream> <group>`: count, smallest id, greatest id, count per consumer.
-type PendingSummary = (
-    u64,
-    Option<String>,
-    Option<String>,
-    Option<Vec<(String, String)>>,
-);
-
 /// Worker processes, killed if the test ends early.
 struct Workers(Vec<(String, Child)>);
 
@@ -147,7 +139,7 @@ async fn sigkilled_worker_pending_entries_are_claimed_and_each_batch_applied_onc
     )
     .await;
     wait_until("nothing is pending", Duration::from_secs(30), || async {
-        let summary: PendingSummary =
+        let summary: common::PendingSummary =
             query(&connection, redis::cmd("XPENDING").arg(STREAM).arg(GROUP)).await;
         summary.0 == 0
     })

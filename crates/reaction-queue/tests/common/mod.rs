@@ -151,3 +151,11 @@ impl surefoot_core_model::Reaction for Recorder {
         Ok(())
     }
 }
+
+/// `XPENDING <stream> <group>`: count, smallest id, greatest id, count per consumer.
+pub type PendingSummary = (
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
