@@ -223,7 +223,7 @@ async fn concurrent_requests_with_one_key_ingest_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_pipeline_answers_429_and_loses_nothing_it_accepted() {
+async fn d_m2_a_full_pipeline_answers_429_and_loses_nothing_it_accepted() {
     let mut config = loopback_config("full");
     config.queue_requests = 1;
     config.accept_timeout = Duration::from_millis(100);
