@@ -239,9 +239,21 @@ impl QueueMetrics {
         self.claimed.add(count, &self.attrs[..]);
     }
 
-    /// Records the dropped counter's zero so that it exists for exporters from the start.
-    pub(crate) fn declare_dropped(&self) {
-        self.dropped.add(0, &self.attrs[..]);
+    /// Records a zero on every counter, so that exporters show them (`dropped` above all)
+    /// from the start rather than after their first event.
+    pub(crate) fn declare(&self) {
+        for counter in [
+            &self.enqueued,
+            &self.dequeued,
+            &self.delivered,
+            &self.retried,
+            &self.dead_lettered,
+            &self.dropped,
+            &self.unacknowledged,
+            &self.claimed,
+        ] {
+            counter.add(0, &self.attrs[..]);
+        }
     }
 }
 

@@ -75,7 +75,7 @@ pub fn ordered_queue(
     metrics: QueueMetrics,
 ) -> Result<(QueueSender, QueueReceiver), ConfigError> {
     config.validate()?;
-    metrics.declare_dropped();
+    metrics.declare();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             lanes: Lanes::new(&config.source_ranks),

@@ -44,7 +44,7 @@ impl RedisQueueProducer {
         op_timeout: Duration,
         metrics: QueueMetrics,
     ) -> Self {
-        metrics.declare_dropped();
+        metrics.declare();
         Self {
             connection,
             stream: stream.into(),

@@ -111,7 +111,7 @@ impl RedisStreamWorker {
             &config.dead_letter_stream,
             config.op_timeout,
         );
-        metrics.declare_dropped();
+        metrics.declare();
         let deliverer = Deliverer {
             name: format!("{}/{}", config.stream, config.consumer),
             reaction,
