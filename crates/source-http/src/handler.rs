@@ -74,7 +74,7 @@ async fn batch(State(app): State<App>, headers: HeaderMap, body: Body) -> Respon
 }
 
 async fn health(State(app): State<App>) -> Response {
-    let tracker = app.shared.tracker.snapshot();
+    let tracker = &app.shared.tracker;
     let stopping = app.cancel.is_cancelled();
     let watermark = tracker.watermark().map(|position| position.to_string());
     let text = json!({

@@ -97,7 +97,7 @@ async fn release(shared: &Shared, claim: &ClaimId) {
 }
 
 async fn settle(shared: &Shared, outcome: AckOutcome, parts: Vec<Part>) {
-    if shared.tracker.snapshot().failure().is_some() {
+    if shared.tracker.failure().is_some() {
         // The client owns the retry of a failed batch (it gets 503 and posts again under new
         // positions), so the source never sends that range again: forget it, so the watermark
         // follows the batches delivered since.

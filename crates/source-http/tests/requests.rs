@@ -302,3 +302,66 @@ async fn health_answers_while_running() {
     assert_eq!(body["status"], "running");
     source.stop(BOUND).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_mode_answers_202_and_counts_a_batch_that_then_fails() {
+    let mut config = loopback_config("async-fail");
+    config.ack_mode = AckMode::Async;
+    let (source, batches) = start(config, 8).await;
+    let consumer = Consumer::start(batches, |_| true);
+    let http = client();
+    let endpoint = format!("{}/v1/batches", url(&source));
+    let sent = ids("lost", 3);
+    let answer = post(
+        &http,
+        &endpoint,
+        "application/json",
+        Some("a1"),
+        array(&sent),
+    )
+    .await;
+    assert_eq!(answer.status(), 202);
+    // The failure is counted, never silent; the key then replays the 202 the client was given.
+    let replay = loop {
+        let response = post(
+            &http,
+            &endpoint,
+            "application/json",
+            Some("a1"),
+            array(&sent),
+        )
+        .await;
+        if response.status() != 409 {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(replay.status(), 202);
+    assert_eq!(replay.headers()[REPLAYED_HEADER], "true");
+    assert_eq!(source.stats().async_failed, 3);
+    assert_eq!(consumer.total(), 0);
+    source.stop(BOUND).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_answered_408_and_ingests_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = loopback_config("stall");
+    config.read_timeout = Duration::from_millis(300);
+    let (source, batches) = start(config, 8).await;
+    let consumer = Consumer::start(batches, |_| false);
+    let mut socket = tokio::net::TcpStream::connect(source.local_addr().unwrap())
+        .await
+        .unwrap();
+    let head = "POST /v1/changes HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"table\":";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let read = tokio::time::timeout(BOUND, socket.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(consumer.total(), 0);
+    source.stop(BOUND).await.unwrap();
+}
