@@ -2,8 +2,11 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod chat;
 pub mod config;
 pub mod error;
+pub mod events;
+pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod pool;
