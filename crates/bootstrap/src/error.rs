@@ -23,14 +23,21 @@ pub enum Step {
     Snapshot,
 }
 
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Step {
+    /// The step's name, as errors and timeouts report it.
+    pub fn name(self) -> &'static str {
+        match self {
             Step::Connect => "connect",
             Step::Statement => "statement",
             Step::Chunk => "chunk",
             Step::Snapshot => "snapshot",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -292,7 +299,7 @@ pub(crate) async fn bounded<F: Future>(
     limit: Duration,
     future: F,
 ) -> Result<F::Output, BootstrapError> {
-    surefoot_core_lifecycle::timeout(step.to_string(), limit, future)
+    surefoot_core_lifecycle::timeout(step.name(), limit, future)
         .await
         .map_err(|_timeout| BootstrapError::Timeout { step, limit })
 }

@@ -8,8 +8,7 @@
 use std::pin::pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use surefoot_core_model::{
     AckToken, Batch, BatchSender, Change, Position, Row, SourceId, TableRef, Value,
 };
@@ -164,14 +163,21 @@ pub(crate) async fn copy_table(
     let mut batch = Vec::with_capacity(config.batch_changes.min(4096));
     let mut sent = 0;
     loop {
-        let chunk = bounded(Step::Chunk, config.chunk_timeout, stream.next()).await?;
+        // A chunk already received costs no timer; only a wait for one is bounded.
+        let ready = stream.next().now_or_never();
+        let chunk = match ready {
+            Some(chunk) => chunk,
+            None => bounded(Step::Chunk, config.chunk_timeout, stream.next()).await?,
+        };
         let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|source| BootstrapError::query("copy", source))?;
-        for line in lines.complete_lines(chunk)? {
-            batch.push(decoder.decode(&line)?);
-            if batch.len() >= config.batch_changes {
-                sent += send(destination, std::mem::take(&mut batch)).await?;
-            }
+        lines.complete_lines(&chunk, |line| {
+            batch.push(decoder.decode(line)?);
+            Ok(())
+        })?;
+        while batch.len() >= config.batch_changes {
+            let rest = batch.split_off(config.batch_changes);
+            sent += send(destination, std::mem::replace(&mut batch, rest)).await?;
         }
     }
     lines.finish()?;
@@ -218,22 +224,25 @@ impl<'a> LineBuffer<'a> {
         }
     }
 
-    /// The lines `chunk` completes, without their newlines.
-    fn complete_lines(&mut self, chunk: Bytes) -> Result<Vec<Bytes>, BootstrapError> {
-        let mut lines = Vec::new();
+    /// Calls `each` with every line `chunk` completes, without its newline.
+    fn complete_lines(
+        &mut self,
+        chunk: &[u8],
+        mut each: impl FnMut(&[u8]) -> Result<(), BootstrapError>,
+    ) -> Result<(), BootstrapError> {
         let mut rest = chunk;
         while let Some(newline) = rest.iter().position(|byte| *byte == b'\n') {
-            let line = rest.split_to(newline);
-            rest = rest.slice(1..);
+            let (line, tail) = rest.split_at(newline);
+            rest = tail.get(1..).unwrap_or_default();
             if self.pending.is_empty() {
-                lines.push(line);
+                each(line)?;
             } else {
-                self.grow(&line)?;
-                lines.push(Bytes::from(std::mem::take(&mut self.pending)));
+                self.grow(line)?;
+                let whole = std::mem::take(&mut self.pending);
+                each(&whole)?;
             }
         }
-        self.grow(&rest)?;
-        Ok(lines)
+        self.grow(rest)
     }
 
     fn grow(&mut self, bytes: &[u8]) -> Result<(), BootstrapError> {
@@ -266,25 +275,30 @@ impl<'a> LineBuffer<'a> {
 mod tests {
     use super::*;
 
+    fn lines_of(buffer: &mut LineBuffer<'_>, chunk: &[u8]) -> Result<Vec<Vec<u8>>, BootstrapError> {
+        let mut lines = Vec::new();
+        buffer.complete_lines(chunk, |line| {
+            lines.push(line.to_vec());
+            Ok(())
+        })?;
+        Ok(lines)
+    }
+
     #[test]
     fn lines_are_cut_across_chunks() {
         let table = TableRef::new("public", "t");
         let mut buffer = LineBuffer::new(10, &table);
         assert_eq!(
-            buffer
-                .complete_lines(Bytes::from_static(b"a\tb\nc"))
-                .unwrap(),
-            [Bytes::from_static(b"a\tb")]
+            lines_of(&mut buffer, b"a\tb\nc").unwrap(),
+            [b"a\tb".to_vec()]
         );
         assert!(buffer.finish().is_err());
         assert_eq!(
-            buffer.complete_lines(Bytes::from_static(b"d\n\n")).unwrap(),
-            [Bytes::from_static(b"cd"), Bytes::new()]
+            lines_of(&mut buffer, b"d\n\n").unwrap(),
+            [b"cd".to_vec(), Vec::new()]
         );
         buffer.finish().unwrap();
-        let error = buffer
-            .complete_lines(Bytes::from_static(b"0123456789ab"))
-            .unwrap_err();
+        let error = lines_of(&mut buffer, b"0123456789ab").unwrap_err();
         assert!(
             error.to_string().contains("longer than 10 bytes"),
             "{error}"
