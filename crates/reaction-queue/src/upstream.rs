@@ -182,6 +182,8 @@ impl Fanout {
     /// settles the publisher's own token as delivered; each fork is settled by its subscriber.
     /// Returns the number of subscribers reached. A subscriber whose queue closed meanwhile
     /// (it is stopping) gets its fork settled as failed, so the batch is delivered again.
+    /// With no subscriber at all, the batch is settled as delivered: nothing downstream
+    /// needs it (a reaction that subscribes later starts from what is published then).
     ///
     /// Cancel safety: dropping the future part-way leaves some subscribers with the batch and
     /// settles the rest of the forks as abandoned: redelivery, never a silent loss.

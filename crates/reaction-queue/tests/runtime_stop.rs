@@ -197,3 +197,58 @@ async fn d_2_2_upstream_closing_under_a_running_reaction_is_reported() {
     assert_eq!(outcomes.count(AckOutcome::Delivered), 10);
     assert_eq!(reaction.live_tasks(), 0);
 }
+
+#[tokio::test]
+async fn a_second_start_is_refused_and_bad_settings_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Fanout::new("query");
+    let recorder = Arc::new(Recorder::new(Duration::ZERO));
+    let reaction = runtime("twice", &recorder, &dir);
+    reaction.start(&upstream).unwrap();
+    assert!(matches!(
+        reaction.start(&upstream).unwrap_err(),
+        RuntimeError::Status { .. }
+    ));
+    assert_eq!(upstream.subscriber_count(), 1);
+    reaction.stop(Duration::from_secs(10)).await;
+    // A second stop is a no-op.
+    assert!(reaction.stop(Duration::from_secs(1)).await.drained);
+
+    let mut config = RuntimeConfig::new("", 0).with_concurrency(0);
+    config.attempt_timeout = Duration::ZERO;
+    let bad = ReactionRuntime::new(
+        config,
+        Arc::clone(&recorder) as Arc<dyn surefoot_core_model::Reaction>,
+        Arc::new(FileDeadLetters::new(dir.path().join("dead.jsonl"))),
+        QueueMetrics::global("bad"),
+    );
+    let error = bad.start(&upstream).unwrap_err().to_string();
+    for expected in [
+        "reaction.queue.name: must not be empty",
+        "reaction.queue.capacity: must be at least 1",
+        "reaction.concurrency: must be at least 1",
+        "reaction.attempt_timeout: must be more than 0",
+    ] {
+        assert!(error.contains(expected), "{error} lacks {expected}");
+    }
+    assert_eq!(bad.status(), Status::Stopped);
+    assert_eq!(upstream.subscriber_count(), 0);
+}
+
+#[tokio::test]
+async fn publishing_to_a_stopped_upstream_hands_the_batch_back() {
+    let upstream = Fanout::new("query");
+    upstream.begin_stop();
+    let outcomes = Outcomes::default();
+    let error = upstream
+        .publish(batch("s", 1, 0, 0, outcomes.token("s", 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status, Status::Stopping);
+    assert!(
+        outcomes.get("s", 1).is_none(),
+        "the publisher still owns the batch"
+    );
+    error.batch.ack.failed();
+    assert_eq!(outcomes.get("s", 1), Some(AckOutcome::Failed));
+}

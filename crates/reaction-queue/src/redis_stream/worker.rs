@@ -112,8 +112,10 @@ impl RedisStreamWorker {
             config.op_timeout,
         );
         metrics.declare();
+        let name = format!("{}/{}", config.stream, config.consumer);
         let deliverer = Deliverer {
-            name: format!("{}/{}", config.stream, config.consumer),
+            operation: format!("reaction `{name}`").into(),
+            name,
             reaction,
             dead_letters: Arc::new(dead_letters),
             retry: config.retry,

@@ -27,6 +27,8 @@ pub(crate) enum Settled {
 /// Everything a worker needs to deliver items. Shared by the workers.
 pub(crate) struct Deliverer {
     pub(crate) name: String,
+    /// `reaction \`<name>\``, the operation named by retries.
+    pub(crate) operation: Arc<str>,
     pub(crate) reaction: Arc<dyn Reaction>,
     pub(crate) dead_letters: Arc<dyn DeadLetterSink>,
     pub(crate) retry: RetryPolicy,
@@ -80,8 +82,8 @@ impl Deliverer {
         batch: &Batch,
         cancel: &CancellationToken,
     ) -> Result<(), RetryError<AttemptError>> {
-        let retry = Retry::new(format!("reaction `{}`", self.name), self.retry)
-            .with_cancellation(cancel.clone());
+        let retry =
+            Retry::new(Arc::clone(&self.operation), self.retry).with_cancellation(cancel.clone());
         retry
             .run(|attempt| async move {
                 if attempt > 0 {

@@ -92,6 +92,7 @@ impl ReactionRuntime {
     ) -> Self {
         let deliverer = Deliverer {
             name: config.queue.name.clone(),
+            operation: format!("reaction `{}`", config.queue.name).into(),
             reaction,
             dead_letters,
             retry: config.retry,
