@@ -13,7 +13,8 @@ use super::{PoolGate, lock};
 pub enum PoolHealth {
     /// Operations get a connection without waiting past the acquire timeout.
     Ok,
-    /// Operations are waiting, or one gave up recently (within `degraded_for`).
+    /// Every slot is in use and operations are queued behind them, or one gave up recently
+    /// (within `degraded_for`).
     Degraded,
     /// The pool was closed.
     Closed,
@@ -61,7 +62,7 @@ pub(super) fn snapshot(gate: &PoolGate, connections: Option<(usize, usize)>) -> 
         lock(&inner.last_exhausted).is_some_and(|at| at.elapsed() < inner.config.degraded_for);
     let health = if gate.is_closed() {
         PoolHealth::Closed
-    } else if waiting > 0 || recently_exhausted {
+    } else if (waiting > 0 && idle == 0) || recently_exhausted {
         PoolHealth::Degraded
     } else {
         PoolHealth::Ok
