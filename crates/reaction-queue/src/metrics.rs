@@ -175,6 +175,18 @@ impl QueueMetrics {
         self.set_depth(depth);
     }
 
+    /// Redis backend: `count` entries appended; the depth is observed separately.
+    pub(crate) fn appended(&self, count: usize) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        self.counts.enqueued.fetch_add(count, Ordering::Relaxed);
+        self.enqueued.add(count, &self.attrs[..]);
+    }
+
+    /// Redis backend: the stream's length, as observed.
+    pub(crate) fn observed_depth(&self, depth: u64) {
+        self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
+    }
+
     pub(crate) fn dequeued(&self, depth: usize) {
         self.counts.dequeued.fetch_add(1, Ordering::Relaxed);
         self.dequeued.add(1, &self.attrs[..]);

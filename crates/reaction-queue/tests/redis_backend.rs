@@ -329,3 +329,40 @@ fn redis_queue_config_lists_every_problem() {
         assert!(error.contains(expected), "{error} lacks {expected}");
     }
 }
+
+/// The producer as the reaction of an in-memory runtime: an upstream batch is acknowledged
+/// once its entry is in the stream.
+#[tokio::test]
+async fn runtime_feeding_the_stream_acknowledges_once_the_entry_is_in_redis() {
+    let redis = RedisServer::new().await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let connection = ConnectionManager::new(client).await.unwrap();
+    let producer = RedisQueueProducer::new(
+        connection.clone(),
+        STREAM,
+        1000,
+        Duration::from_secs(5),
+        QueueMetrics::global("p"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = surefoot_reaction_queue::ReactionRuntime::new(
+        surefoot_reaction_queue::RuntimeConfig::new("to-redis", 64),
+        Arc::new(producer),
+        Arc::new(surefoot_reaction_queue::FileDeadLetters::new(
+            dir.path().join("dead.jsonl"),
+        )),
+        QueueMetrics::global("to-redis"),
+    );
+    let upstream = surefoot_reaction_queue::Fanout::new("query");
+    runtime.start(&upstream).unwrap();
+    let outcomes = Outcomes::default();
+    for seq in 0..40 {
+        upstream
+            .publish(batch("s", seq, 0, 0, outcomes.token("s", seq)))
+            .await
+            .unwrap();
+    }
+    assert!(runtime.stop(Duration::from_secs(30)).await.drained);
+    assert_eq!(outcomes.count(AckOutcome::Delivered), 40);
+    assert_eq!(int(&connection, redis::cmd("XLEN").arg(STREAM)).await, 40);
+}

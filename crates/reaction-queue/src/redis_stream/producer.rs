@@ -2,8 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use surefoot_core_model::Batch;
+use surefoot_core_lifecycle::Classify;
+use surefoot_core_model::{Batch, ComponentError, Reaction};
 
 use super::codec;
 use super::error::RedisQueueError;
@@ -71,14 +73,11 @@ impl RedisQueueProducer {
     /// failed (some entries may have been added: consumers are idempotent by position).
     /// Cancel safety: dropping the future drops the batches, settling them as abandoned.
     pub async fn append_all(&self, batches: Vec<Batch>) -> Result<Vec<String>, RedisQueueError> {
-        match self.try_append_all(&batches).await {
+        let borrowed: Vec<&Batch> = batches.iter().collect();
+        match self.try_append_all(&borrowed).await {
             Ok(ids) => {
-                let mut depth = ids.len();
-                for batch in batches {
-                    batch.ack.delivered();
-                    self.metrics.enqueued(depth);
-                    depth = depth.saturating_sub(1);
-                }
+                self.metrics.appended(batches.len());
+                batches.into_iter().for_each(|batch| batch.ack.delivered());
                 Ok(ids)
             }
             Err(error) => {
@@ -89,7 +88,7 @@ impl RedisQueueProducer {
         }
     }
 
-    async fn try_append_all(&self, batches: &[Batch]) -> Result<Vec<String>, RedisQueueError> {
+    async fn try_append_all(&self, batches: &[&Batch]) -> Result<Vec<String>, RedisQueueError> {
         self.wait_for_room(batches.len()).await?;
         let mut pipe = redis::pipe();
         for batch in batches {
@@ -107,6 +106,7 @@ impl RedisQueueProducer {
         let mut waiting_since = None;
         loop {
             let len = self.stream_len().await?;
+            self.metrics.observed_depth(len);
             if len.saturating_add(count) <= self.max_len || len == 0 {
                 if let Some(since) = waiting_since {
                     self.metrics.producer_waited(Instant::elapsed(&since));
@@ -138,5 +138,23 @@ impl RedisQueueProducer {
             stream: self.stream.clone(),
             source,
         }
+    }
+}
+
+/// As a reaction, the producer feeds the stream from an in-memory runtime: `apply` returns once
+/// the `XADD` is acknowledged, and the runtime then settles the batch's token, so the upstream
+/// batch counts as delivered exactly when it is in the stream. Retries and dead letters are the
+/// runtime's.
+#[async_trait]
+impl Reaction for RedisQueueProducer {
+    fn name(&self) -> &str {
+        &self.stream
+    }
+
+    async fn apply(&self, batch: &Batch) -> Result<(), ComponentError> {
+        self.try_append_all(&[batch])
+            .await
+            .map(|_ids| self.metrics.appended(1))
+            .map_err(|error| ComponentError::new("append to stream", error.class(), error))
     }
 }
