@@ -16,6 +16,8 @@
 //! stops at the first problem: every problem is returned with its path (`[3].after`,
 //! `line 4.op`), up to [`MAX_PROBLEMS`].
 
+mod fast;
+
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use surefoot_core_model::{Operation, Row, TableRef, Value};
@@ -68,6 +70,17 @@ pub enum Framing {
 
 /// Parses and validates a whole body: all of it is returned, or none of it.
 pub fn parse(body: &[u8], framing: Framing, limit: usize) -> Result<Vec<PostedChange>, Rejection> {
+    // Valid bodies take the typed path; anything it refuses is validated again field by field
+    // to name every problem.
+    if let Some(changes) = fast::parse(body, framing) {
+        check_count(changes.len(), limit)?;
+        return Ok(changes);
+    }
+    validate(body, framing, limit)
+}
+
+/// Validates field by field, naming every problem.
+fn validate(body: &[u8], framing: Framing, limit: usize) -> Result<Vec<PostedChange>, Rejection> {
     let items = split(body, framing, limit)?;
     let mut problems = Vec::new();
     let mut changes = Vec::with_capacity(items.len());
@@ -175,16 +188,21 @@ fn change(path: &str, item: Json, problems: &mut Vec<Problem>) -> Option<PostedC
     })
 }
 
+/// `name` (schema `public`) or `schema.name`, each part non-empty and at most 63 bytes.
+fn table_ref(text: &str) -> Option<TableRef> {
+    let (schema, name) = text.split_once('.').unwrap_or(("public", text));
+    let valid = |part: &str| !part.is_empty() && !part.contains('.') && part.len() <= 63;
+    (valid(schema) && valid(name)).then(|| TableRef::new(schema, name))
+}
+
 fn table(path: &str, value: Option<Json>, problems: &mut Vec<Problem>) -> Option<TableRef> {
     let path = format!("{path}.table");
     let Some(Json::String(text)) = value else {
         problems.push(problem(&path, "required: a string `name` or `schema.name`"));
         return None;
     };
-    let (schema, name) = text.split_once('.').unwrap_or(("public", text.as_str()));
-    let valid = |part: &str| !part.is_empty() && !part.contains('.') && part.len() <= 63;
-    if valid(schema) && valid(name) {
-        Some(TableRef::new(schema, name))
+    if let Some(table) = table_ref(&text) {
+        Some(table)
     } else {
         let message = format!(
             "`{text}` is not `name` or `schema.name` (non-empty parts of at most 63 bytes)"
@@ -194,7 +212,8 @@ fn table(path: &str, value: Option<Json>, problems: &mut Vec<Problem>) -> Option
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Op {
     Insert,
     Update,
@@ -288,7 +307,7 @@ fn columns_to_row(
     ok.then_some(row)
 }
 
-fn value_of(json: Json) -> Value {
+pub(crate) fn value_of(json: Json) -> Value {
     match json {
         Json::Null => Value::Null,
         Json::Bool(flag) => Value::Bool(flag),
@@ -338,6 +357,35 @@ mod tests {
         assert_eq!(after.get("f"), Some(&Value::Float64(1.5)));
         assert!(matches!(after.get("big"), Some(Value::Numeric(_))));
         assert_eq!(changes[1].table, TableRef::new("s", "t"));
+    }
+
+    #[test]
+    fn the_typed_path_agrees_with_the_field_by_field_one() {
+        let bodies: [(&[u8], Framing); 4] = [
+            (br#"[{"table":"a.b","op":"update","after":{"x":null,"y":[1]},"key":{"x":1},"before":{"x":true}}]"#, Framing::Array),
+            (br#"{"table":"t","op":"delete","before":{"id":"\u00e9"}}"#, Framing::Single),
+            (b"{\"table\":\"t\",\"op\":\"truncate\"}\n{\"table\":\"t\",\"op\":\"insert\",\"after\":{\"f\":-1.5e3}}\n", Framing::Ndjson),
+            (br#"[{"table":"t","op":"insert","after":{"big":18446744073709551615,"s":"x"}}]"#, Framing::Array),
+        ];
+        for (body, framing) in bodies {
+            let typed = fast::parse(body, framing).expect("typed path refused a valid body");
+            assert_eq!(typed, validate(body, framing, 10).unwrap());
+        }
+        assert!(
+            fast::parse(
+                br#"[{"table":"t","op":"insert","after":{}}]"#,
+                Framing::Array
+            )
+            .is_none()
+        );
+        assert!(
+            fast::parse(
+                br#"{"table":"t","op":"insert","after":{"":1}}"#,
+                Framing::Single
+            )
+            .is_none()
+        );
+        assert!(fast::parse(b"[]", Framing::Array).is_none());
     }
 
     #[test]
