@@ -1,2 +1,38 @@
-//! Transactional, idempotent writes of change batches into PostgreSQL, with a transactional outbox published to Redis
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+
+mod apply;
+pub mod config;
+mod encode;
+pub mod error;
+pub mod handler;
+pub mod health;
+pub mod ident;
+pub mod locks;
+pub mod metrics;
+pub mod migrate;
+mod plan;
+mod position;
+mod relay;
+mod routes;
+pub mod rules;
+mod schema;
+mod service;
+mod sink;
+mod stats;
+mod writer;
+
+pub use apply::FlushStats;
+pub use config::{
+    ApplyMode, BatchLimits, ConfigError, FailurePolicy, OutboxConfig, PoolConfig, TableConfig,
+    WriterConfig,
+};
+pub use error::{HandlerError, WriterError};
+pub use handler::{Handler, HandlerInput, OutboxMessages};
+pub use health::{OutboxHealth, PoolHealth, WriterHealth};
+pub use ident::{Ident, IdentError, QualifiedName};
+pub use locks::{EntityLocks, lock_key};
+pub use metrics::WriterMetrics;
+pub use rules::{ColumnRule, HexChecksum, Rule};
+pub use service::RunningWriter;
+pub use writer::{PostgresWriter, WriterBuilder};

@@ -1,0 +1,153 @@
+//! Applying a [`MirrorPlan`]: a truncate, one `DELETE ... USING unnest(...)` for every removed
+//! key, and one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE` per set of columns
+//! present. Each column travels as one `text[]` parameter and is cast to its target type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::PgConnection;
+
+use crate::encode::text_form;
+use crate::error::WriterError;
+use crate::ident::Ident;
+use crate::plan::{Effect, MirrorPlan};
+use crate::schema::TargetTable;
+
+/// Rows written, by kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct MirrorStats {
+    pub(crate) upserted: u64,
+    pub(crate) deleted: u64,
+}
+
+/// Applies `plan` to `table`, keyed by `key`.
+pub(crate) async fn apply(
+    conn: &mut PgConnection,
+    table: &TargetTable,
+    key: &[String],
+    plan: MirrorPlan,
+) -> Result<MirrorStats, WriterError> {
+    let mut stats = MirrorStats::default();
+    if plan.truncate {
+        let sql = format!("TRUNCATE {}", table.name.quoted());
+        run(conn, sql, Vec::new(), "truncate", table).await?;
+    }
+    let mut deletes: Vec<Vec<Option<String>>> = vec![Vec::new(); key.len()];
+    let mut upserts: HashMap<Vec<Arc<str>>, Vec<Vec<Option<String>>>> = HashMap::new();
+    for key_text in &plan.order {
+        match &plan.effects[key_text] {
+            Effect::Delete => {
+                for (column, value) in deletes.iter_mut().zip(key_text) {
+                    column.push(value.clone());
+                }
+                stats.deleted += 1;
+            }
+            Effect::Upsert(row) => {
+                let present: Vec<_> = row
+                    .columns()
+                    .iter()
+                    .filter(|c| !c.value.is_unchanged())
+                    .collect();
+                let names: Vec<Arc<str>> = present.iter().map(|c| c.name.clone()).collect();
+                let arrays = upserts
+                    .entry(names)
+                    .or_insert_with(|| vec![Vec::new(); present.len()]);
+                for (array, column) in arrays.iter_mut().zip(&present) {
+                    array.push(text_form(&column.value));
+                }
+                stats.upserted += 1;
+            }
+        }
+    }
+    if stats.deleted > 0 {
+        let sql = delete_sql(table, key)?;
+        run(conn, sql, deletes, "delete from", table).await?;
+    }
+    for (names, arrays) in upserts {
+        let sql = upsert_sql(table, key, &names)?;
+        run(conn, sql, arrays, "upsert into", table).await?;
+    }
+    Ok(stats)
+}
+
+async fn run(
+    conn: &mut PgConnection,
+    sql: String,
+    arrays: Vec<Vec<Option<String>>>,
+    what: &str,
+    table: &TargetTable,
+) -> Result<(), WriterError> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for array in arrays {
+        query = query.bind(array);
+    }
+    query
+        .execute(conn)
+        .await
+        .map_err(|e| WriterError::sql(format!("{what} {}", table.name), e))?;
+    Ok(())
+}
+
+fn unnest_params(count: usize) -> (String, String) {
+    let params: Vec<String> = (1..=count).map(|i| format!("${i}::text[]")).collect();
+    let aliases: Vec<String> = (1..=count).map(|i| format!("v{i}")).collect();
+    (params.join(", "), aliases.join(", "))
+}
+
+fn delete_sql(table: &TargetTable, key: &[String]) -> Result<String, WriterError> {
+    let (params, aliases) = unnest_params(key.len());
+    let mut matches = Vec::with_capacity(key.len());
+    for (i, column) in key.iter().enumerate() {
+        let ty = table.column_type(column)?;
+        let quoted = quote(column)?;
+        matches.push(format!("t.{quoted} = d.v{}::{ty}", i + 1));
+    }
+    Ok(format!(
+        "DELETE FROM {} AS t USING unnest({params}) AS d({aliases}) WHERE {}",
+        table.name.quoted(),
+        matches.join(" AND ")
+    ))
+}
+
+fn upsert_sql(
+    table: &TargetTable,
+    key: &[String],
+    names: &[Arc<str>],
+) -> Result<String, WriterError> {
+    let (params, aliases) = unnest_params(names.len());
+    let mut columns = Vec::with_capacity(names.len());
+    let mut casts = Vec::with_capacity(names.len());
+    let mut updates = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let ty = table.column_type(name)?;
+        let quoted = quote(name)?;
+        casts.push(format!("u.v{}::{ty}", i + 1));
+        if !key.iter().any(|k| **k == **name) {
+            updates.push(format!("{quoted} = EXCLUDED.{quoted}"));
+        }
+        columns.push(quoted);
+    }
+    let conflict: Vec<String> = key.iter().map(|k| quote(k)).collect::<Result<_, _>>()?;
+    let action = if updates.is_empty() {
+        "NOTHING".to_owned()
+    } else {
+        format!("UPDATE SET {}", updates.join(", "))
+    };
+    Ok(format!(
+        "INSERT INTO {} ({}) SELECT {} FROM unnest({params}) AS u({aliases}) \
+         ON CONFLICT ({}) DO {action}",
+        table.name.quoted(),
+        columns.join(", "),
+        casts.join(", "),
+        conflict.join(", ")
+    ))
+}
+
+fn quote(name: &str) -> Result<String, WriterError> {
+    Ident::parse(name)
+        .map(|ident| ident.quoted())
+        .map_err(|e| WriterError::Schema {
+            table: String::new(),
+            problem: format!("column name: {e}"),
+        })
+}

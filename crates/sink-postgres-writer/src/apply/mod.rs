@@ -1,0 +1,234 @@
+//! One sink transaction: checkpoints locked, changes at or below them skipped, rows validated,
+//! mirror plans, events, handlers and outbox messages written, checkpoints advanced. The caller
+//! begins and commits the transaction.
+
+pub(crate) mod checkpoint;
+pub(crate) mod mirror;
+pub(crate) mod outbox;
+pub(crate) mod rows;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sqlx::PgConnection;
+use surefoot_core_model::{Batch, Change, Position, SourceId};
+
+use self::outbox::OutboxMessages;
+use self::rows::{ChangeRows, op_name};
+use crate::error::WriterError;
+use crate::handler::{Handler, HandlerInput};
+use crate::ident::QualifiedName;
+use crate::plan::MirrorPlan;
+use crate::routes::{RouteMode, Routes};
+use crate::schema::SchemaCache;
+
+/// What one sink transaction did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Changes applied (mirror effects, events, handler input).
+    pub applied: u64,
+    /// Changes at or below the checkpoint, skipped.
+    pub already_applied: u64,
+    /// Changes of tables no route covers, skipped.
+    pub unrouted: u64,
+    /// Changes written to the dead-letter table instead.
+    pub dead_lettered: u64,
+    /// Outbox messages written.
+    pub published: u64,
+}
+
+/// What a flush needs from the writer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FlushContext<'a> {
+    pub(crate) sink: &'a str,
+    pub(crate) routes: &'a Routes,
+    pub(crate) schema: &'a SchemaCache,
+}
+
+struct CustomCall<'a> {
+    name: String,
+    handler: Arc<dyn Handler>,
+    source: &'a SourceId,
+    changes: Vec<&'a Change>,
+}
+
+#[derive(Default)]
+struct Work<'a> {
+    plans: BTreeMap<QualifiedName, (Vec<String>, MirrorPlan)>,
+    events: ChangeRows,
+    dead: ChangeRows,
+    custom: Vec<CustomCall<'a>>,
+    custom_index: HashMap<(String, &'a str), usize>,
+    outbox: OutboxMessages,
+    stats: FlushStats,
+}
+
+/// Applies `batches` on `conn`, inside the caller's transaction.
+pub(crate) async fn apply_flush(
+    ctx: FlushContext<'_>,
+    conn: &mut PgConnection,
+    batches: &[&Batch],
+) -> Result<FlushStats, WriterError> {
+    let checkpoints = lock_checkpoints(ctx, conn, batches).await?;
+    let mut work = Work::default();
+    for batch in batches {
+        let seen = checkpoints.get(batch.source.as_str()).copied().flatten();
+        for change in batch.changes.iter() {
+            if seen.is_some_and(|seen| change.position <= seen) {
+                work.stats.already_applied += 1;
+                continue;
+            }
+            route_change(ctx, &mut work, batch, change)?;
+        }
+    }
+    let mut stats = work.stats;
+    work.dead.insert_dead_letters(conn, ctx.sink).await?;
+    for (target, (key, plan)) in work.plans {
+        let table = ctx.schema.get(conn, &target).await?;
+        mirror::apply(conn, &table, &key, plan).await?;
+    }
+    work.events.insert_events(conn, ctx.sink).await?;
+    for call in work.custom {
+        let input = HandlerInput {
+            source: call.source,
+            changes: &call.changes,
+        };
+        call.handler
+            .handle(conn, input, &mut work.outbox)
+            .await
+            .map_err(|source| WriterError::Handler {
+                handler: call.name.clone(),
+                source,
+            })?;
+    }
+    stats.published = work.outbox.len() as u64;
+    work.outbox.insert(conn, ctx.sink).await?;
+    advance_checkpoints(ctx, conn, batches, &checkpoints).await?;
+    Ok(stats)
+}
+
+fn route_change<'a>(
+    ctx: FlushContext<'_>,
+    work: &mut Work<'a>,
+    batch: &'a Batch,
+    change: &'a Change,
+) -> Result<(), WriterError> {
+    let source = batch.source.as_str();
+    let Some(route) = ctx.routes.get(&change.table) else {
+        work.stats.unrouted += 1;
+        return Ok(());
+    };
+    if let Some(reason) = change.after().and_then(|row| route.violation(row)) {
+        work.stats.dead_lettered += 1;
+        return work.dead.push(source, change, reason, batch.commit_time);
+    }
+    match &route.mode {
+        RouteMode::Mirror { key } => {
+            let (_, plan) = work
+                .plans
+                .entry(route.target.clone())
+                .or_insert_with(|| (key.clone(), MirrorPlan::default()));
+            if let Err(problem) = plan.add(change, key) {
+                work.stats.dead_lettered += 1;
+                return work.dead.push(source, change, problem, batch.commit_time);
+            }
+        }
+        RouteMode::Append => {
+            work.events.push(
+                source,
+                change,
+                op_name(change).to_owned(),
+                batch.commit_time,
+            )?;
+        }
+        RouteMode::Custom { name, handler } => {
+            work.events.push(
+                source,
+                change,
+                op_name(change).to_owned(),
+                batch.commit_time,
+            )?;
+            let slot = *work
+                .custom_index
+                .entry((name.clone(), source))
+                .or_insert_with(|| {
+                    work.custom.push(CustomCall {
+                        name: name.clone(),
+                        handler: Arc::clone(handler),
+                        source: &batch.source,
+                        changes: Vec::new(),
+                    });
+                    work.custom.len() - 1
+                });
+            work.custom[slot].changes.push(change);
+        }
+    }
+    work.stats.applied += 1;
+    if let Some(stream) = &route.publish {
+        let payload = serde_json::json!({ "source": source, "change": change });
+        work.outbox.push(stream.clone(), &payload);
+    }
+    Ok(())
+}
+
+/// Locks each source's checkpoint, in name order so two writers cannot deadlock.
+async fn lock_checkpoints<'b>(
+    ctx: FlushContext<'_>,
+    conn: &mut PgConnection,
+    batches: &[&'b Batch],
+) -> Result<BTreeMap<&'b str, Option<Position>>, WriterError> {
+    let mut checkpoints: BTreeMap<&str, Option<Position>> =
+        batches.iter().map(|b| (b.source.as_str(), None)).collect();
+    for (source, position) in &mut checkpoints {
+        *position = checkpoint::lock(conn, ctx.sink, source).await?;
+    }
+    Ok(checkpoints)
+}
+
+async fn advance_checkpoints(
+    ctx: FlushContext<'_>,
+    conn: &mut PgConnection,
+    batches: &[&Batch],
+    checkpoints: &BTreeMap<&str, Option<Position>>,
+) -> Result<(), WriterError> {
+    let mut highest: BTreeMap<&str, Position> = BTreeMap::new();
+    for batch in batches {
+        let entry = highest.entry(batch.source.as_str()).or_insert(batch.last);
+        *entry = (*entry).max(batch.last);
+    }
+    for (source, last) in highest {
+        let seen = checkpoints.get(source).copied().flatten();
+        if seen.is_none_or(|seen| last > seen) {
+            checkpoint::advance(conn, ctx.sink, source, last).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records every unapplied change of `batch` as a dead letter with `reason` and advances the
+/// checkpoint past it, so the writer can go on. Returns the changes recorded.
+pub(crate) async fn dead_letter_batch(
+    ctx: FlushContext<'_>,
+    conn: &mut PgConnection,
+    batch: &Batch,
+    reason: &str,
+) -> Result<u64, WriterError> {
+    let seen = checkpoint::lock(conn, ctx.sink, batch.source.as_str()).await?;
+    let mut dead = ChangeRows::default();
+    for change in batch.changes.iter() {
+        if seen.is_none_or(|seen| change.position > seen) {
+            dead.push(
+                batch.source.as_str(),
+                change,
+                reason.to_owned(),
+                batch.commit_time,
+            )?;
+        }
+    }
+    let recorded = dead.len() as u64;
+    dead.insert_dead_letters(conn, ctx.sink).await?;
+    if seen.is_none_or(|seen| batch.last > seen) {
+        checkpoint::advance(conn, ctx.sink, batch.source.as_str(), batch.last).await?;
+    }
+    Ok(recorded)
+}
