@@ -1,6 +1,7 @@
 //! Ingest throughput: changes/s through `POST /v1/batches` in `sync` mode against a bare axum
 //! handler that takes the body and answers 200 doing nothing, with the same load generator in
-//! the same run.
+//! the same run. A third server, an axum handler that only parses the body into a
+//! `serde_json::Value`, shows how much of the gap is reading JSON at all.
 //!
 //! The load generator is `CLIENTS` concurrent HTTP/1.1 clients (reqwest, keep-alive), each posting
 //! JSON arrays of `REQUEST_CHANGES` inserts until `TOTAL_CHANGES` are sent. For ours, a consumer
@@ -34,7 +35,7 @@ use surefoot_source_http::{Auth, HttpSource, HttpSourceConfig};
 
 const CLIENTS: usize = 16;
 const REQUEST_CHANGES: usize = 500;
-const TOTAL_CHANGES: usize = 200_000;
+const TOTAL_CHANGES: usize = 600_000;
 const REPS: usize = 3;
 
 fn main() {
@@ -56,12 +57,15 @@ async fn run() {
     let (bare_addr, bare) = start_bare().await;
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
+    let mut parsing = Vec::new();
     for _ in 0..REPS {
-        theirs.push(load(bare_addr, Arc::clone(&bodies)).await);
-        ours.push(load(ours_addr, Arc::clone(&bodies)).await);
+        theirs.push(load(bare_addr, "/v1/batches", Arc::clone(&bodies)).await);
+        parsing.push(load(bare_addr, "/parse", Arc::clone(&bodies)).await);
+        ours.push(load(ours_addr, "/v1/batches", Arc::clone(&bodies)).await);
     }
     let ours = median(ours);
     let theirs = median(theirs);
+    let parsing = median(parsing);
     let rate = |elapsed: Duration| TOTAL_CHANGES as f64 / elapsed.as_secs_f64();
     println!(
         "ingest, {CLIENTS} clients, {REQUEST_CHANGES} changes per request, {TOTAL_CHANGES} changes, median of {REPS}"
@@ -71,9 +75,12 @@ async fn run() {
     println!("| source-http, sync | {:.0} |", rate(ours));
     println!("| bare axum handler | {:.0} |", rate(theirs));
     println!(
-        "ratio (ours/bare): {:.2}",
-        theirs.as_secs_f64() / ours.as_secs_f64()
+        "| axum handler parsing the body into serde_json::Value | {:.0} |",
+        rate(parsing)
     );
+    let ratio = |limit: Duration| limit.as_secs_f64() / ours.as_secs_f64();
+    println!("ratio (ours/bare): {:.2}", ratio(theirs));
+    println!("ratio (ours/parsing): {:.2}", ratio(parsing));
     println!("source stats: {:?}", source.stats());
     source.stop(Duration::from_secs(10)).await.unwrap();
     consumer.stop(Duration::from_secs(10)).await;
@@ -116,7 +123,17 @@ async fn start_ours() -> (SocketAddr, HttpSource, TaskGroup) {
 async fn start_bare() -> (SocketAddr, TaskGroup) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = Router::new().route("/v1/batches", post(|_body: Bytes| async { StatusCode::OK }));
+    let router = Router::new()
+        .route("/v1/batches", post(|_body: Bytes| async { StatusCode::OK }))
+        .route(
+            "/parse",
+            post(|body: Bytes| async move {
+                match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(_) => StatusCode::OK,
+                    Err(_) => StatusCode::BAD_REQUEST,
+                }
+            }),
+        );
     let group = TaskGroup::new("bench-bare");
     group
         .spawn_until_cancelled("serve", async move { axum::serve(listener, router).await })
@@ -125,8 +142,8 @@ async fn start_bare() -> (SocketAddr, TaskGroup) {
 }
 
 /// Posts every body once with `CLIENTS` concurrent clients; returns the elapsed time.
-async fn load(addr: SocketAddr, bodies: Arc<Vec<String>>) -> Duration {
-    let url = format!("http://{addr}/v1/batches");
+async fn load(addr: SocketAddr, path: &str, bodies: Arc<Vec<String>>) -> Duration {
+    let url = format!("http://{addr}{path}");
     let next = AtomicUsize::new(0);
     let started = Instant::now();
     let clients = (0..CLIENTS).map(|_| {
