@@ -59,12 +59,19 @@ async fn run() {
     let (peak, baseline) = snapshot_memory(&source).await;
     let mut copies = Vec::new();
     let mut snapshots = Vec::new();
+    let mut copy_cpu = Vec::new();
+    let mut ours_cpu = Vec::new();
     for rep in 0..REPS {
+        let before = cpu_time();
         copies.push(plain_copy(&admin).await);
+        let middle = cpu_time();
         snapshots.push(snapshot(&source, rep).await);
+        copy_cpu.push(middle - before);
+        ours_cpu.push(cpu_time() - middle);
     }
     let copy = median(copies);
     let ours = median(snapshots);
+    let (copy_cpu, ours_cpu) = (median(copy_cpu), median(ours_cpu));
     let rate = |elapsed: Duration| ROWS as f64 / elapsed.as_secs_f64();
     println!("snapshot of {ROWS} rows (bigint, int, text), median of {REPS}:");
     println!(
@@ -76,6 +83,11 @@ async fn run() {
         rate(ours)
     );
     println!("  ratio: {:.2} (target >= 0.8)", rate(ours) / rate(copy));
+    println!(
+        "  CPU time of this process per read: COPY {copy_cpu:?}, snapshot {ours_cpu:?} \
+         ({:.2} us/row more)",
+        (ours_cpu.as_secs_f64() - copy_cpu.as_secs_f64()) * 1e6 / ROWS as f64
+    );
     println!(
         "  peak memory above baseline: {:.1} MiB (baseline {:.1} MiB; target < 64 MiB)",
         mib(peak.saturating_sub(baseline)),
@@ -152,6 +164,20 @@ async fn snapshot_memory(source: &PostgresSourceConfig) -> (u64, u64) {
     let baseline = status_bytes("VmRSS");
     snapshot(source, REPS).await;
     (status_bytes("VmHWM"), baseline)
+}
+
+/// User and system CPU time of this process so far (`/proc/self/stat`, at 100 ticks a second).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name, which ends with `)`: utime and stime are the 12th and 13th.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| field.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
 }
 
 fn status_bytes(field: &str) -> u64 {

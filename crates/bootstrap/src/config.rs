@@ -12,6 +12,8 @@ pub struct BootstrapConfig {
     /// Bound on establishing the source: connecting to a server, or opening a file.
     pub connect_timeout: Duration,
     /// Bound on each SQL statement (PostgreSQL providers also send it as `statement_timeout`).
+    /// A COPY is the exception: it lasts as long as its table takes, so it is bounded by
+    /// `chunk_timeout` and `snapshot_timeout` instead (on the server too).
     pub statement_timeout: Duration,
     /// Bound on reading one chunk from the source (a read of the file, a chunk of COPY data).
     /// Waiting for room in the consumer's channel is not part of it: backpressure is bounded by

@@ -376,4 +376,45 @@ mod tests {
         assert_eq!(component.operation(), "snapshot");
         assert_eq!(component.class(), ErrorClass::Cancelled);
     }
+
+    #[test]
+    fn postgres_errors_classify_themselves() {
+        use pgwire_replication::PgWireError;
+        let replication = |source| BootstrapError::replication("create replication slot", source);
+        let io = PgWireError::Io(std::sync::Arc::new(io::Error::from(
+            io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(replication(io).class(), ErrorClass::Transient);
+        let auth = PgWireError::Auth("password authentication failed".to_owned());
+        assert_eq!(replication(auth).class(), ErrorClass::Configuration);
+        let exists = PgWireError::Server("replication slot \"s\" already exists".to_owned());
+        let exists = replication(exists);
+        assert_eq!(exists.class(), ErrorClass::Permanent);
+        assert_eq!(exists.to_string(), "create replication slot failed");
+        let permanent = [
+            BootstrapError::SlotReply {
+                reason: "0 rows instead of 1".to_owned(),
+            },
+            BootstrapError::CopyData {
+                table: "public.t".to_owned(),
+                row: 3,
+                reason: "2 columns instead of 3".to_owned(),
+            },
+            BootstrapError::NoSuchTable {
+                table: "public.t".to_owned(),
+            },
+            BootstrapError::InvalidSnapshotName {
+                name: "x".to_owned(),
+            },
+        ];
+        for error in permanent {
+            assert_eq!(error.class(), ErrorClass::Permanent, "{error}");
+        }
+        let data = BootstrapError::CopyData {
+            table: "public.t".to_owned(),
+            row: 3,
+            reason: "2 columns instead of 3".to_owned(),
+        };
+        assert_eq!(data.to_string(), "public.t: row 3: 2 columns instead of 3");
+    }
 }

@@ -321,3 +321,53 @@ async fn a_late_consumer_whose_slot_session_breaks_fails_rather_than_stream_from
     // Releasing what the failed source still holds; the failure above is what is checked.
     late.stop(Duration::from_secs(10)).await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_outlasts_the_statement_timeout_still_completes() {
+    let server = PgServer::new().await.unwrap();
+    let admin = server.connect("postgres").await.unwrap();
+    create_items(&admin, 20_000).await;
+    // 20 MB of rows: more than socket buffers hold, so the server's COPY waits for the consumer.
+    admin
+        .batch_execute("ALTER TABLE items ADD COLUMN pad text NOT NULL DEFAULT repeat('x', 1000)")
+        .await
+        .unwrap();
+    let config = BootstrapConfig {
+        statement_timeout: Duration::from_secs(1),
+        batch_changes: 100,
+        ..BootstrapConfig::default()
+    };
+    let provider = PostgresProvider::added_consumer(
+        source_config(&server, "long_copy"),
+        SlotName::parse("long_copy_slot").unwrap(),
+        config,
+    )
+    .unwrap();
+    let (output, mut batches) = batch_channel(1);
+    let cancel = CancellationToken::new();
+    let export = async {
+        let result = provider
+            .export(&request(Vec::new()), &output, &cancel)
+            .await;
+        drop(output);
+        result
+    };
+    // A slow consumer: it holds the copy (and so the COPY statement on the server) for longer
+    // than the statement timeout.
+    let slow = async {
+        let mut rows = 0;
+        let mut first = true;
+        while let Some(batch) = batches.recv().await {
+            rows += batch.changes.len();
+            if first {
+                first = false;
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+            }
+        }
+        rows
+    };
+    let (result, rows) = tokio::join!(export, slow);
+    let exported = result.unwrap();
+    assert_eq!(rows, 20_000);
+    assert_eq!(exported.complete.rows, 20_000);
+}

@@ -138,6 +138,15 @@ impl SnapshotConnection {
         self.statement_timeout
     }
 
+    /// Raises the server's `statement_timeout` for the rest of the transaction to `limit`: a COPY
+    /// of a large table is one statement that may run far longer than any other, and is bounded
+    /// on this side by the chunk and snapshot timeouts instead.
+    pub async fn allow_statements_up_to(&self, limit: Duration) -> Result<(), BootstrapError> {
+        let sql = format!("SET LOCAL statement_timeout = {}", limit.as_millis());
+        self.execute("raise statement timeout for the copy", &sql)
+            .await
+    }
+
     /// Ends the snapshot transaction, releasing the snapshot.
     pub async fn finish(&self) -> Result<(), BootstrapError> {
         self.execute("end snapshot transaction", "COMMIT").await

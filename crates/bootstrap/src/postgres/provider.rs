@@ -152,6 +152,9 @@ impl PostgresProvider {
             [] => self.publication_tables(&connection).await?,
             listed => listed.to_vec(),
         };
+        connection
+            .allow_statements_up_to(self.config.snapshot_timeout)
+            .await?;
         let position = Position::postgres(slot.consistent_point(), 0);
         let destination = Destination {
             source: &self.source.id,
