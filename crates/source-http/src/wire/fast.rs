@@ -5,9 +5,10 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
-use surefoot_core_model::Row;
+use surefoot_core_model::{Row, Value};
 
 use super::{Framing, Op, PostedChange, operation, table_ref, value_of};
 
@@ -48,13 +49,71 @@ impl<'de> Visitor<'de> for RowVisitor {
             if name.is_empty() {
                 return Err(serde::de::Error::custom("empty column name"));
             }
-            let value: Json = map.next_value()?;
-            row.push(name.as_ref(), value_of(value));
+            let TypedValue(value) = map.next_value()?;
+            row.push(name.as_ref(), value);
         }
         if row.is_empty() {
             return Err(serde::de::Error::custom("empty row"));
         }
         Ok(TypedRow(row))
+    }
+}
+
+/// A column value read straight from the JSON token, as [`value_of`] maps it: scalars without
+/// building a JSON tree, arrays and objects as [`Value::Json`].
+struct TypedValue(Value);
+
+impl<'de> Deserialize<'de> for TypedValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = TypedValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<TypedValue, E> {
+        Ok(TypedValue(Value::Null))
+    }
+
+    fn visit_bool<E>(self, flag: bool) -> Result<TypedValue, E> {
+        Ok(TypedValue(Value::Bool(flag)))
+    }
+
+    fn visit_i64<E>(self, number: i64) -> Result<TypedValue, E> {
+        Ok(TypedValue(Value::Int64(number)))
+    }
+
+    fn visit_u64<E>(self, number: u64) -> Result<TypedValue, E> {
+        Ok(TypedValue(value_of(Json::from(number))))
+    }
+
+    fn visit_f64<E>(self, number: f64) -> Result<TypedValue, E> {
+        Ok(TypedValue(value_of(Json::from(number))))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<TypedValue, E> {
+        Ok(TypedValue(Value::Text(text.to_owned())))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<TypedValue, E> {
+        Ok(TypedValue(Value::Text(text)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<TypedValue, A::Error> {
+        let json = Json::deserialize(SeqAccessDeserializer::new(seq))?;
+        Ok(TypedValue(Value::Json(json)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TypedValue, A::Error> {
+        let json = Json::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(TypedValue(Value::Json(json)))
     }
 }
 
