@@ -41,11 +41,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    runtime.block_on(run());
+    println!("reaction-queue benchmark ({REPS} runs each, median)");
+    runtime.block_on(in_memory());
+    let redis = runtime.block_on(RedisServer::new()).unwrap();
+    runtime.block_on(redis_against_benchmark(&redis, "2 worker threads"));
+    // redis-benchmark is a single-threaded event loop; so is this runtime.
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    single.block_on(redis_against_benchmark(&redis, "current-thread runtime"));
 }
 
-async fn run() {
-    println!("reaction-queue benchmark ({REPS} runs each, median)");
+async fn in_memory() {
     for sources in [1, 3] {
         let ours = median(REPS, || in_memory_ours(sources)).await;
         let theirs = median(REPS, || in_memory_mpsc(sources)).await;
@@ -57,11 +65,13 @@ async fn run() {
             "tokio mpsc",
         );
     }
-    let redis = RedisServer::new().await.unwrap();
-    let ours = median(REPS, || redis_ours(&redis)).await;
-    let theirs = median(REPS, || redis_benchmark(&redis)).await;
+}
+
+async fn redis_against_benchmark(redis: &RedisServer, flavour: &str) {
+    let ours = median(REPS, || redis_ours(redis)).await;
+    let theirs = median(REPS, || redis_benchmark(redis)).await;
     report(
-        &format!("Redis XADD, pipeline {PIPELINE}"),
+        &format!("Redis XADD, pipeline {PIPELINE}, {flavour}"),
         REDIS_ITEMS,
         ours,
         theirs,

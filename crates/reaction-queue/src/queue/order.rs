@@ -27,7 +27,9 @@ pub struct OrderKey {
 #[derive(Debug)]
 pub(crate) struct Lanes<T> {
     lanes: Vec<VecDeque<(OrderKey, T)>>,
-    by_source: HashMap<SourceId, usize>,
+    /// Each source's lane and rank.
+    by_source: HashMap<SourceId, (usize, u32)>,
+    /// Configured ranks, for sources not seen yet.
     ranks: HashMap<SourceId, u32>,
     next_unranked: u32,
     heads: BTreeMap<OrderKey, usize>,
@@ -68,14 +70,14 @@ impl<T> Lanes<T> {
         position: Position,
         item: T,
     ) -> OrderKey {
+        let (lane_index, rank) = self.lane(source);
         let key = OrderKey {
             time_micros,
-            rank: self.rank(source),
+            rank,
             position,
             arrival: self.arrivals,
         };
         self.arrivals += 1;
-        let lane_index = self.lane(source);
         let lane = &mut self.lanes[lane_index];
         let old_head = lane.front().map(|(head, _)| *head);
         let at = if lane
@@ -118,24 +120,20 @@ impl<T> Lanes<T> {
         out
     }
 
-    fn rank(&mut self, source: &SourceId) -> u32 {
-        if let Some(rank) = self.ranks.get(source) {
-            return *rank;
+    /// The source's lane and rank, creating the lane on first sight.
+    fn lane(&mut self, source: &SourceId) -> (usize, u32) {
+        if let Some(found) = self.by_source.get(source) {
+            return *found;
         }
-        let rank = self.next_unranked;
-        self.next_unranked = self.next_unranked.saturating_add(1);
-        self.ranks.insert(source.clone(), rank);
-        rank
-    }
-
-    fn lane(&mut self, source: &SourceId) -> usize {
-        if let Some(index) = self.by_source.get(source) {
-            return *index;
-        }
+        let rank = self.ranks.get(source).copied().unwrap_or_else(|| {
+            let rank = self.next_unranked;
+            self.next_unranked = self.next_unranked.saturating_add(1);
+            rank
+        });
         self.lanes.push(VecDeque::new());
-        let index = self.lanes.len() - 1;
-        self.by_source.insert(source.clone(), index);
-        index
+        let found = (self.lanes.len() - 1, rank);
+        self.by_source.insert(source.clone(), found);
+        found
     }
 }
 

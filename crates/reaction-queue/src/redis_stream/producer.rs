@@ -1,5 +1,7 @@
 //! Appending batches to the stream.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -14,6 +16,9 @@ use crate::metrics::QueueMetrics;
 /// How long a producer waits between looks at a full stream's length.
 const FULL_POLL: Duration = Duration::from_millis(20);
 
+/// The stream's length has not been seen yet.
+const UNKNOWN: u64 = u64::MAX;
+
 /// Appends batches to a reaction's stream.
 ///
 /// A batch counts as delivered once Redis has acknowledged its `XADD`: its token is then
@@ -27,6 +32,8 @@ pub struct RedisQueueProducer {
     max_len: u64,
     op_timeout: Duration,
     metrics: QueueMetrics,
+    /// The stream's length as last seen, shared by clones; [`UNKNOWN`] before the first look.
+    known_len: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedisQueueProducer {
@@ -53,6 +60,7 @@ impl RedisQueueProducer {
             max_len,
             op_timeout,
             metrics,
+            known_len: Arc::new(AtomicU64::new(UNKNOWN)),
         }
     }
 
@@ -94,20 +102,50 @@ impl RedisQueueProducer {
         for batch in batches {
             codec::add_xadd(&mut pipe, &self.stream, batch)?;
         }
+        // The length after the appends comes back in the same round trip and serves the
+        // next append's bound check.
+        pipe.cmd("XLEN").arg(&self.stream);
         let mut connection = self.connection.clone();
-        surefoot_core_lifecycle::timeout("XADD", self.op_timeout, pipe.query_async(&mut connection))
-            .await?
-            .map_err(|source| self.error("XADD", source))
+        let mut replies: Vec<redis::Value> = surefoot_core_lifecycle::timeout(
+            "XADD",
+            self.op_timeout,
+            pipe.query_async(&mut connection),
+        )
+        .await?
+        .map_err(|source| self.error("XADD", source))?;
+        let len = replies.pop().map(redis::from_redis_value::<u64>);
+        let ids: Result<Vec<String>, _> =
+            replies.into_iter().map(redis::from_redis_value).collect();
+        match (ids, len) {
+            (Ok(ids), Some(Ok(len))) if ids.len() == batches.len() => {
+                self.remember_len(len);
+                Ok(ids)
+            }
+            _ => Err(RedisQueueError::Codec {
+                stream: self.stream.clone(),
+                id: "-".to_owned(),
+                reason: "unexpected reply to XADD".to_owned(),
+            }),
+        }
     }
 
     /// Waits until the stream has room for `count` more entries.
+    ///
+    /// The length known from the previous append is used when it leaves room; otherwise the
+    /// length is read again (`XLEN`) until there is room. Consumers only shorten the stream, so
+    /// with one producer the known length is never below the real one and `max_len` is never
+    /// passed; several producers may together pass it by at most one append each.
     async fn wait_for_room(&self, count: usize) -> Result<(), RedisQueueError> {
         let count = u64::try_from(count).unwrap_or(u64::MAX);
+        let fits = |len: u64| len == 0 || len.saturating_add(count) <= self.max_len;
+        let known = self.known_len.load(Ordering::Acquire);
+        if known != UNKNOWN && fits(known) {
+            return Ok(());
+        }
         let mut waiting_since = None;
         loop {
             let len = self.stream_len().await?;
-            self.metrics.observed_depth(len);
-            if len.saturating_add(count) <= self.max_len || len == 0 {
+            if fits(len) {
                 if let Some(since) = waiting_since {
                     self.metrics.producer_waited(Instant::elapsed(&since));
                 }
@@ -116,6 +154,11 @@ impl RedisQueueProducer {
             waiting_since.get_or_insert_with(Instant::now);
             tokio::time::sleep(FULL_POLL).await;
         }
+    }
+
+    fn remember_len(&self, len: u64) {
+        self.known_len.store(len, Ordering::Release);
+        self.metrics.observed_depth(len);
     }
 
     /// Entries in the stream now (delivered to a consumer or not, not yet acknowledged).
@@ -130,6 +173,7 @@ impl RedisQueueProducer {
         )
         .await?
         .map_err(|source| self.error("XLEN", source))
+        .inspect(|len| self.remember_len(*len))
     }
 
     fn error(&self, operation: &'static str, source: redis::RedisError) -> RedisQueueError {
