@@ -204,12 +204,14 @@ async fn redis_ours(redis: &RedisServer) -> Duration {
         Duration::from_secs(10),
         QueueMetrics::global("bench-redis"),
     );
-    let mut items = batches(1, REDIS_ITEMS);
+    let mut items = batches(1, REDIS_ITEMS).into_iter();
     let started = Instant::now();
-    while !items.is_empty() {
-        let rest = items.split_off(PIPELINE.min(items.len()));
-        producer.append_all(items).await.unwrap();
-        items = rest;
+    loop {
+        let pipeline: Vec<Batch> = items.by_ref().take(PIPELINE).collect();
+        if pipeline.is_empty() {
+            break;
+        }
+        producer.append_all(pipeline).await.unwrap();
     }
     let elapsed = started.elapsed();
     assert_eq!(producer.stream_len().await.unwrap(), REDIS_ITEMS);

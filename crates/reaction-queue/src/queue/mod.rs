@@ -207,24 +207,27 @@ impl QueueSender {
     /// not cancel this future.
     pub async fn send(&self, batch: Batch) -> Result<(), SendError> {
         let bytes = self.shared.weigh(&batch);
-        let mut batch = batch;
-        let mut waiting_since = None;
+        // Fast path: room now, no waiter registration.
+        let mut batch = match self.shared.try_push(batch, bytes) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full { batch, .. }) => batch,
+            Err(TrySendError::Closed(closed)) => return Err(closed),
+        };
+        let waiting_since = Instant::now();
         loop {
+            // Registered before looking again, so a pop between the look and the wait is seen.
             let mut notified = pin!(self.shared.not_full.notified());
             notified.as_mut().enable();
             match self.shared.try_push(batch, bytes) {
                 Ok(()) => {
-                    if let Some(since) = waiting_since {
-                        self.shared
-                            .metrics
-                            .producer_waited(Instant::elapsed(&since));
-                    }
+                    self.shared
+                        .metrics
+                        .producer_waited(Instant::elapsed(&waiting_since));
                     return Ok(());
                 }
                 Err(TrySendError::Full { batch: back, .. }) => batch = back,
                 Err(TrySendError::Closed(closed)) => return Err(closed),
             }
-            waiting_since.get_or_insert_with(Instant::now);
             notified.await;
         }
     }
@@ -285,6 +288,13 @@ impl QueueReceiver {
     /// Cancel-safe: if the future is dropped, no batch is taken.
     pub async fn recv(&self) -> Option<Queued> {
         loop {
+            // Fast path: something queued now, no waiter registration.
+            match self.shared.try_pop() {
+                Ok(queued) => return Some(queued),
+                Err(TryRecvError::Closed) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            // Registered before looking again, so a push between the look and the wait is seen.
             let mut notified = pin!(self.shared.not_empty.notified());
             notified.as_mut().enable();
             match self.shared.try_pop() {

@@ -5,8 +5,11 @@
 //! lanes, the entry taken next is the lane head with the smallest [`OrderKey`]: commit time,
 //! then the source's rank, then position, then arrival. So entries of different sources that
 //! share a commit time always come out in the same, stated order.
+//!
+//! Taking the next entry compares the heads of the lanes one by one: a pipeline has a handful of
+//! sources, for which a scan beats keeping the heads in a sorted map on every push and pop.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use surefoot_core_model::{Position, SourceId};
 
@@ -32,7 +35,6 @@ pub(crate) struct Lanes<T> {
     /// Configured ranks, for sources not seen yet.
     ranks: HashMap<SourceId, u32>,
     next_unranked: u32,
-    heads: BTreeMap<OrderKey, usize>,
     len: usize,
     arrivals: u64,
 }
@@ -52,7 +54,6 @@ impl<T> Lanes<T> {
             by_source: HashMap::new(),
             ranks,
             next_unranked,
-            heads: BTreeMap::new(),
             len: 0,
             arrivals: 0,
         }
@@ -79,21 +80,14 @@ impl<T> Lanes<T> {
         };
         self.arrivals += 1;
         let lane = &mut self.lanes[lane_index];
-        let old_head = lane.front().map(|(head, _)| *head);
-        let at = if lane
+        if lane
             .back()
             .is_none_or(|(tail, _)| tail.position <= position)
         {
-            lane.len()
+            lane.push_back((key, item));
         } else {
-            lane.partition_point(|(existing, _)| existing.position <= position)
-        };
-        lane.insert(at, (key, item));
-        if at == 0 {
-            if let Some(old_head) = old_head {
-                self.heads.remove(&old_head);
-            }
-            self.heads.insert(key, lane_index);
+            let at = lane.partition_point(|(existing, _)| existing.position <= position);
+            lane.insert(at, (key, item));
         }
         self.len += 1;
         key
@@ -101,12 +95,13 @@ impl<T> Lanes<T> {
 
     /// Takes the entry that comes next.
     pub(crate) fn pop(&mut self) -> Option<(OrderKey, T)> {
-        let (_, lane_index) = self.heads.pop_first()?;
-        let lane = &mut self.lanes[lane_index];
+        let lane = self
+            .lanes
+            .iter_mut()
+            .filter_map(|lane| lane.front().map(|(key, _)| *key).map(|key| (key, lane)))
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, lane)| lane)?;
         let entry = lane.pop_front()?;
-        if let Some((next, _)) = lane.front() {
-            self.heads.insert(*next, lane_index);
-        }
         self.len -= 1;
         Some(entry)
     }
