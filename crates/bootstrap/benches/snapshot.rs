@@ -33,12 +33,18 @@ const ROWS: u64 = 1_000_000;
 const REPS: usize = 3;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run());
+    // `SUREFOOT_BENCH_WORKERS=n` runs on n worker threads; by default everything runs on one
+    // thread (the connection's driver, the decoder and the consumer), as in a small service.
+    let runtime = match std::env::var("SUREFOOT_BENCH_WORKERS") {
+        Ok(workers) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.parse().expect("a number of worker threads"))
+            .enable_all()
+            .build(),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    runtime.expect("tokio runtime").block_on(run());
 }
 
 async fn run() {
@@ -143,17 +149,23 @@ async fn snapshot(source: &PostgresSourceConfig, rep: usize) -> Duration {
     };
     let drain = async {
         let mut rows = 0;
+        let mut first = None;
         while let Some(batch) = batches.recv().await {
+            first.get_or_insert_with(Instant::now);
             rows += batch.changes.len() as u64;
             batch.ack.delivered();
         }
-        rows
+        (rows, first)
     };
-    let (exported, rows) = tokio::join!(export, drain);
+    let (exported, (rows, first)) = tokio::join!(export, drain);
     let elapsed = started.elapsed();
     assert_eq!(rows, ROWS);
     assert_eq!(exported.complete.rows, ROWS);
     exported.slot.close();
+    if std::env::var_os("SUREFOOT_BENCH_TRACE").is_some() {
+        let setup = first.unwrap() - started;
+        println!("  snapshot {rep}: first batch after {setup:?}, all after {elapsed:?}");
+    }
     elapsed
 }
 

@@ -57,6 +57,12 @@ async fn d_m1_a_black_holed_copy_is_a_chunk_timeout_and_leaves_no_backend_and_no
     let server = PgServer::new().await.unwrap();
     let admin = server.connect("postgres").await.unwrap();
     create_items(&admin, 100_000).await;
+    // 20 MB of rows: far more than the socket buffers and the read-ahead hold, so the COPY is
+    // certainly in the middle when the network goes silent.
+    admin
+        .batch_execute("ALTER TABLE items ADD COLUMN pad text NOT NULL DEFAULT repeat('x', 200)")
+        .await
+        .unwrap();
     let upstream = SocketAddr::from(([127, 0, 0, 1], server.port()));
     let proxy = FaultProxy::start(upstream).await.unwrap();
     let mut sql = server.config_at("postgres", proxy.listen_addr());

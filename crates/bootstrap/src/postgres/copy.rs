@@ -1,14 +1,13 @@
 //! Copying one table out of the imported snapshot with `COPY ... TO STDOUT`, in bounded chunks.
 //!
-//! Each chunk of COPY data is awaited for at most `chunk_timeout`; rows are decoded by column
+//! COPY data is read ahead of the decoder by a supervised task (`read_ahead`); each wait for more
+//! of it is bounded by `chunk_timeout`; rows are decoded by column
 //! type as they arrive and sent in batches of at most `batch_changes`, waiting for room in the
 //! consumer's channel. Memory holds one batch, one partial row and the driver's buffers,
 //! whatever the table's size.
 
-use std::pin::pin;
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
 use surefoot_core_model::{
     AckToken, Batch, BatchSender, Change, Position, Row, SourceId, TableRef, Value,
 };
@@ -17,7 +16,11 @@ use surefoot_source_postgres::pgoutput::{TypeNames, parse_text};
 use crate::config::BootstrapConfig;
 use crate::error::{BootstrapError, Step, bounded};
 use crate::postgres::connection::SnapshotConnection;
+use crate::postgres::read_ahead::ReadAhead;
 use crate::postgres::text::{Fields, split_row};
+
+/// Groups of COPY data (of about `chunk_bytes` each) read ahead of the decoder.
+const READ_AHEAD_GROUPS: usize = 16;
 
 /// A table's columns as the snapshot sees them, in order.
 #[derive(Debug, Clone)]
@@ -151,7 +154,7 @@ pub(crate) async fn copy_table(
     )
     .await?
     .map_err(|source| BootstrapError::query("start copy", source))?;
-    let mut stream = pin!(stream);
+    let mut data = ReadAhead::start(stream, config.chunk_bytes, READ_AHEAD_GROUPS)?;
     let mut decoder = RowDecoder {
         columns,
         types: TypeNames::new(),
@@ -163,18 +166,19 @@ pub(crate) async fn copy_table(
     let mut batch = Vec::with_capacity(config.batch_changes.min(4096));
     let mut sent = 0;
     loop {
-        // A chunk already received costs no timer; only a wait for one is bounded.
-        let ready = stream.next().now_or_never();
-        let chunk = match ready {
-            Some(chunk) => chunk,
-            None => bounded(Step::Chunk, config.chunk_timeout, stream.next()).await?,
+        // Data already read costs no timer; only a wait for more is bounded.
+        let group = match data.ready() {
+            Some(group) => group,
+            None => bounded(Step::Chunk, config.chunk_timeout, data.next()).await?,
         };
-        let Some(chunk) = chunk else { break };
-        let chunk = chunk.map_err(|source| BootstrapError::query("copy", source))?;
-        lines.complete_lines(&chunk, |line| {
-            batch.push(decoder.decode(line)?);
-            Ok(())
-        })?;
+        let Some(group) = group else { break };
+        let group = group.map_err(|source| BootstrapError::query("copy", source))?;
+        for chunk in &group {
+            lines.complete_lines(chunk, |line| {
+                batch.push(decoder.decode(line)?);
+                Ok(())
+            })?;
+        }
         while batch.len() >= config.batch_changes {
             let rest = batch.split_off(config.batch_changes);
             sent += send(destination, std::mem::replace(&mut batch, rest)).await?;

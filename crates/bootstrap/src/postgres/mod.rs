@@ -12,6 +12,7 @@
 pub mod connection;
 mod copy;
 pub mod provider;
+mod read_ahead;
 pub mod slot;
 pub mod stream;
 mod text;
