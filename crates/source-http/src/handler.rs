@@ -195,7 +195,7 @@ async fn claim(app: &App, endpoint: &str, key: &str, bytes: &[u8]) -> Result<Cla
     let shared = &app.shared;
     let retry_after = shared.config.retry_after_secs();
     let fingerprint = idempotency::fingerprint(endpoint, bytes);
-    match shared.store.begin(key, fingerprint).await {
+    match shared.store.begin(key, fingerprint, &app.releases).await {
         Ok(Begin::New(id)) => Ok(Claim::new(id, shared.store.clone(), app.releases.clone())),
         Ok(Begin::Replay(stored)) => {
             shared.metrics.replayed();

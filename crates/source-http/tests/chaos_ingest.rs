@@ -4,6 +4,8 @@
 //! idempotency key until answered 200. The consumer, which dedupes nothing, must end with every
 //! change exactly once, and no 200 may ever be answered for a change it did not deliver
 //! (FINDINGS D-M2, HTTP side: a result is never dropped while the client is told it arrived).
+//! A second scenario runs two instances of the source sharing their keys in Redis, each retry
+//! going to the other instance.
 
 mod common;
 
@@ -13,12 +15,10 @@ use std::time::Duration;
 
 use common::{BOUND, Consumer, array, loopback_config, start};
 use surefoot_core_model::Source;
-use surefoot_source_http::REPLAYED_HEADER;
-use surefoot_test_support::FaultProxy;
+use surefoot_source_http::{HttpSource, HttpSourceConfig, IdempotencyBackend, REPLAYED_HEADER};
 use surefoot_test_support::chaos::{DeliveryLedger, report};
+use surefoot_test_support::{FaultProxy, RedisServer};
 
-const CLIENTS: usize = 50;
-const CHANGES_PER_CLIENT: usize = 4_000;
 const CHANGES_PER_REQUEST: usize = 200;
 /// One request in 20 has its connection cut.
 const CUT_ONE_IN: u64 = 20;
@@ -52,46 +52,106 @@ impl Dice {
 
 struct Client {
     index: usize,
-    endpoint: String,
-    proxy: FaultProxy,
+    /// One proxy and endpoint per instance; attempt `k` goes to instance `(index + k) % n`.
+    proxies: Vec<FaultProxy>,
+    endpoints: Vec<String>,
     http: reqwest::Client,
+}
+
+struct Scenario {
+    name: &'static str,
+    clients: usize,
+    changes_per_client: usize,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_d_m2_fifty_clients_with_cut_connections_and_failed_batches_deliver_each_change_once()
 {
+    let scenario = Scenario {
+        name: "source-http: 50 clients, 5% cut, 10% failed batches",
+        clients: 50,
+        changes_per_client: 4_000,
+    };
+    run(&scenario, vec![chaos_config()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_d_m2_two_instances_sharing_keys_in_redis_deliver_each_change_once() {
+    let redis = RedisServer::new().await.unwrap();
+    let configs = (0..2)
+        .map(|_| {
+            let mut config = chaos_config();
+            config.idempotency.backend = IdempotencyBackend::Redis {
+                url: redis.url(),
+                prefix: "chaos:".to_owned(),
+                timeout: Duration::from_secs(5),
+            };
+            config
+        })
+        .collect();
+    let scenario = Scenario {
+        name: "source-http: 2 instances, Redis keys, 20 clients, 5% cut, 10% failed batches",
+        clients: 20,
+        changes_per_client: 2_000,
+    };
+    run(&scenario, configs).await;
+}
+
+fn chaos_config() -> HttpSourceConfig {
     let mut config = loopback_config("chaos");
     config.batching.max_changes = 4_000;
     config.queue_requests = 64;
     config.accept_timeout = Duration::from_secs(5);
     config.ack_timeout = Duration::from_secs(10);
-    let (source, batches) = start(config, 16).await;
-    let consumer = Consumer::start(batches, |n| n % FAIL_ONE_IN == FAIL_ONE_IN - 1);
+    config
+}
+
+async fn run(scenario: &Scenario, configs: Vec<HttpSourceConfig>) {
+    let shared_ledger = Arc::default();
+    let mut sources = Vec::new();
+    let mut consumers = Vec::new();
+    for config in configs {
+        let (source, batches) = start(config, 16).await;
+        let fail = |n: u64| n % FAIL_ONE_IN == FAIL_ONE_IN - 1;
+        consumers.push(Consumer::start_recording(
+            batches,
+            fail,
+            Arc::clone(&shared_ledger),
+        ));
+        sources.push(source);
+    }
+    let consumer = &consumers[0];
     let tally = Arc::new(Tally::default());
-    let upstream = source.local_addr().unwrap();
 
     let mut clients = Vec::new();
-    for index in 0..CLIENTS {
-        let proxy = FaultProxy::start(upstream).await.unwrap();
-        let endpoint = format!("http://{}/v1/batches", proxy.listen_addr());
+    for index in 0..scenario.clients {
+        let mut proxies = Vec::new();
+        let mut endpoints = Vec::new();
+        for source in &sources {
+            let proxy = FaultProxy::start(source.local_addr().unwrap())
+                .await
+                .unwrap();
+            endpoints.push(format!("http://{}/v1/batches", proxy.listen_addr()));
+            proxies.push(proxy);
+        }
         let http = reqwest::Client::builder().timeout(BOUND).build().unwrap();
         clients.push(Client {
             index,
-            endpoint,
-            proxy,
+            proxies,
+            endpoints,
             http,
         });
     }
     let runs = clients
         .iter()
-        .map(|client| run_client(client, &consumer, &tally));
+        .map(|client| run_client(client, scenario.changes_per_client, consumer, &tally));
     tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(runs))
         .await
         .expect("the clients did not finish");
 
     let mut ledger = DeliveryLedger::new();
-    for client in 0..CLIENTS {
-        for n in 0..CHANGES_PER_CLIENT {
+    for client in 0..scenario.clients {
+        for n in 0..scenario.changes_per_client {
             ledger.written(change_id(client, n));
         }
     }
@@ -105,14 +165,11 @@ async fn chaos_d_m2_fifty_clients_with_cut_connections_and_failed_batches_delive
         (seen.delivered_batches, seen.failed_batches)
     };
     let result = ledger.tally();
-    report(
-        "source-http: 50 clients, 5% cut, 10% failed batches",
-        &result,
-    )
-    .unwrap();
-    let stats = source.stats();
+    report(scenario.name, &result).unwrap();
+    let stats: Vec<_> = sources.iter().map(HttpSource::stats).collect();
     eprintln!(
-        "{result:?}; batches delivered {delivered_batches}, failed {failed_batches}; cut {}, transport errors {}, 503 {}, 409 {}, 429 {}, replays {}; source {stats:?}",
+        "{}: {result:?}; batches delivered {delivered_batches}, failed {failed_batches}; cut {}, transport errors {}, 503 {}, 409 {}, 429 {}, replays {}; sources {stats:?}",
+        scenario.name,
         tally.cut_connections.load(Ordering::Relaxed),
         tally.transport_errors.load(Ordering::Relaxed),
         tally.unavailable.load(Ordering::Relaxed),
@@ -120,7 +177,10 @@ async fn chaos_d_m2_fifty_clients_with_cut_connections_and_failed_batches_delive
         tally.throttled.load(Ordering::Relaxed),
         tally.replays.load(Ordering::Relaxed),
     );
-    assert_eq!(result.written, (CLIENTS * CHANGES_PER_CLIENT) as u64);
+    assert_eq!(
+        result.written,
+        (scenario.clients * scenario.changes_per_client) as u64
+    );
     assert_eq!(result.lost, 0, "lost: {:?}", ledger.lost_keys(10));
     assert_eq!(result.duplicated, 0);
     assert_eq!(result.delivered, result.written);
@@ -129,10 +189,14 @@ async fn chaos_d_m2_fifty_clients_with_cut_connections_and_failed_batches_delive
     assert!(failed_batches > 0);
     assert!(tally.unavailable.load(Ordering::Relaxed) > 0);
 
-    source.stop(BOUND).await.unwrap();
-    assert_eq!(source.live_tasks(), 0);
+    for source in &sources {
+        source.stop(BOUND).await.unwrap();
+        assert_eq!(source.live_tasks(), 0);
+    }
     for client in clients {
-        client.proxy.shutdown().await;
+        for proxy in client.proxies {
+            proxy.shutdown().await;
+        }
     }
 }
 
@@ -140,9 +204,9 @@ fn change_id(client: usize, n: usize) -> String {
     format!("c{client}-{n}")
 }
 
-async fn run_client(client: &Client, consumer: &Consumer, tally: &Tally) {
+async fn run_client(client: &Client, changes: usize, consumer: &Consumer, tally: &Tally) {
     let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ (client.index as u64 + 1));
-    for request in 0..CHANGES_PER_CLIENT / CHANGES_PER_REQUEST {
+    for request in 0..changes / CHANGES_PER_REQUEST {
         let first = request * CHANGES_PER_REQUEST;
         let ids: Vec<String> = (first..first + CHANGES_PER_REQUEST)
             .map(|n| change_id(client.index, n))
@@ -165,10 +229,11 @@ async fn send_until_delivered(
     tally: &Tally,
 ) {
     let body = array(ids);
-    for _attempt in 0..10_000 {
+    for attempt in 0..10_000 {
+        let instance = (client.index + attempt) % client.endpoints.len();
         let request = client
             .http
-            .post(&client.endpoint)
+            .post(&client.endpoints[instance])
             .header("content-type", "application/json")
             .header("idempotency-key", key)
             .body(body.clone())
@@ -178,7 +243,7 @@ async fn send_until_delivered(
             Some(delay) => {
                 let cut = async {
                     tokio::time::sleep(delay).await;
-                    client.proxy.cut().await.unwrap()
+                    client.proxies[instance].cut().await.unwrap()
                 };
                 let (result, cut) = tokio::join!(request, cut);
                 tally

@@ -72,14 +72,18 @@ pub(crate) enum IdempotencyStore {
 
 impl IdempotencyStore {
     /// Looks `key` up and claims it when it is new.
+    ///
+    /// Cancel-safe: a claim that may have been written when the future is dropped is released
+    /// through `releases`.
     pub(crate) async fn begin(
         &self,
         key: &str,
         fingerprint: [u8; 32],
+        releases: &mpsc::Sender<ClaimId>,
     ) -> Result<Begin, HttpSourceError> {
         match self {
             IdempotencyStore::Memory(store) => Ok(store.begin(key, fingerprint)),
-            IdempotencyStore::Redis(store) => store.begin(key, fingerprint).await,
+            IdempotencyStore::Redis(store) => store.begin(key, fingerprint, releases).await,
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use surefoot_core_lifecycle::timeout;
+use tokio::sync::mpsc;
 
 use super::{Begin, ClaimId, StoredAnswer};
 use crate::error::HttpSourceError;
@@ -119,10 +120,15 @@ impl RedisStore {
         format!("{}{}", self.namespace, key)
     }
 
+    /// Claims `key` or reads its record. If this future is dropped while a claim may have been
+    /// written (or a claim attempt fails with an unknown outcome), the claim is queued on
+    /// `releases`: the release only deletes this owner's own pending value, so it is harmless
+    /// when the claim never landed.
     pub(crate) async fn begin(
         &self,
         key: &str,
         fingerprint: [u8; 32],
+        releases: &mpsc::Sender<ClaimId>,
     ) -> Result<Begin, HttpSourceError> {
         let redis_key = self.redis_key(key);
         let fingerprint_hex = hex(&fingerprint);
@@ -133,13 +139,20 @@ impl RedisStore {
             let mut set = redis::cmd("SET");
             set.arg(&redis_key).arg(&pending).arg("NX").arg("PX");
             set.arg(millis(self.pending_ttl));
+            let id = ClaimId {
+                key: key.to_owned(),
+                fingerprint,
+                owner,
+            };
+            let guard = ReleaseOnDrop {
+                id,
+                armed: true,
+                releases,
+            };
             let claimed: Option<String> = self.query("claim key", &set).await?;
+            let id = guard.disarm();
             if claimed.is_some() {
-                return Ok(Begin::New(ClaimId {
-                    key: key.to_owned(),
-                    fingerprint,
-                    owner,
-                }));
+                return Ok(Begin::New(id));
             }
             let mut get = redis::cmd("GET");
             get.arg(&redis_key);
@@ -173,6 +186,30 @@ impl RedisStore {
         eval.arg(pending_value(claim));
         let _deleted: i64 = self.query("release key", &eval).await?;
         Ok(())
+    }
+}
+
+/// Queues the release of a claim whose `SET` may have landed, unless disarmed.
+struct ReleaseOnDrop<'a> {
+    id: ClaimId,
+    armed: bool,
+    releases: &'a mpsc::Sender<ClaimId>,
+}
+
+impl ReleaseOnDrop<'_> {
+    fn disarm(mut self) -> ClaimId {
+        self.armed = false;
+        self.id.clone()
+    }
+}
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Err(error) = self.releases.try_send(self.id.clone())
+        {
+            tracing::warn!(%error, "idempotency claim left to expire");
+        }
     }
 }
 

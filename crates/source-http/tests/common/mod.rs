@@ -67,10 +67,19 @@ pub(crate) struct Consumer {
 
 impl Consumer {
     pub(crate) fn start(
-        mut batches: BatchReceiver,
+        batches: BatchReceiver,
         fail: impl Fn(u64) -> bool + Send + 'static,
     ) -> Self {
-        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        Self::start_recording(batches, fail, Arc::default())
+    }
+
+    /// Like [`Consumer::start`], recording into `ledger` (shared by the consumers of several
+    /// instances of one source).
+    pub(crate) fn start_recording(
+        mut batches: BatchReceiver,
+        fail: impl Fn(u64) -> bool + Send + 'static,
+        ledger: Arc<Mutex<Ledger>>,
+    ) -> Self {
         let group = TaskGroup::new("consumer");
         let recorded = Arc::clone(&ledger);
         let counter = AtomicU64::new(0);
