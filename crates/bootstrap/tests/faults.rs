@@ -377,3 +377,47 @@ async fn a_copy_that_outlasts_the_statement_timeout_still_completes() {
     assert_eq!(rows, 20_000);
     assert_eq!(exported.complete.rows, 20_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_m1_slot_creation_held_up_by_a_running_transaction_is_a_statement_timeout() {
+    let server = PgServer::new().await.unwrap();
+    let admin = server.connect("postgres").await.unwrap();
+    create_items(&admin, 10).await;
+    // Creating a slot waits until the transactions running at that moment have ended.
+    let blocker = server.connect("postgres").await.unwrap();
+    blocker
+        .batch_execute("BEGIN; INSERT INTO items VALUES (11, 11);")
+        .await
+        .unwrap();
+    let config = BootstrapConfig {
+        statement_timeout: Duration::from_secs(1),
+        ..BootstrapConfig::default()
+    };
+    let slot = "held_up_slot";
+    let provider = PostgresProvider::added_consumer(
+        source_config(&server, "held_up"),
+        SlotName::parse(slot).unwrap(),
+        config.clone(),
+    )
+    .unwrap();
+    let baseline = client_backends(&admin).await;
+    let (output, _batches) = batch_channel(2);
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let error = provider
+        .export(&request(Vec::new()), &output, &cancel)
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(error, BootstrapError::Timeout { step: Step::Statement, limit } if limit == config.statement_timeout),
+        "{error:?}"
+    );
+    // Connecting, preparing and the slot's statement each have their own limit.
+    assert!(
+        elapsed < config.statement_timeout + Duration::from_secs(1) + config.connect_timeout,
+        "{elapsed:?}"
+    );
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    wait_released(&admin, baseline, slot).await;
+}

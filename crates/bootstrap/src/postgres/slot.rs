@@ -121,11 +121,19 @@ fn parse_reply(rows: &[Vec<Option<bytes::Bytes>>]) -> Result<SlotCreated, Bootst
     })
 }
 
+/// A bounded replication command's outcome as one result.
+fn flatten<T>(
+    outcome: Result<Result<T, pgwire_replication::PgWireError>, BootstrapError>,
+    operation: &'static str,
+) -> Result<T, BootstrapError> {
+    outcome?.map_err(|source| BootstrapError::replication(operation, source))
+}
+
 impl ExportedSlot {
     /// Opens a replication session to `endpoint` and creates `endpoint.slot` with an exported
-    /// snapshot. Connecting and the command together are bounded by `connect_timeout` plus
-    /// `statement_timeout`, reported as the [`Step::Statement`] step when the session was up and
-    /// as [`Step::Connect`] otherwise.
+    /// snapshot. Connecting (up to an answer to `IDENTIFY_SYSTEM`) is bounded by
+    /// `connect_timeout` ([`Step::Connect`]); creating the slot, which waits for the transactions
+    /// running at that moment to end, by `statement_timeout` ([`Step::Statement`]).
     ///
     /// Creating a persistent slot that already exists fails: the caller decides whether an old
     /// slot may go (see [`drop_slot_if_inactive`](crate::postgres::drop_slot_if_inactive)).
@@ -137,22 +145,30 @@ impl ExportedSlot {
         let mut client = ReplicationClient::connect_gated(replication_config(endpoint, Lsn::ZERO))
             .await
             .map_err(|source| BootstrapError::replication("connect for replication", source))?;
+        // The gated session connects in the background: IDENTIFY_SYSTEM is the connect step.
+        let identified = bounded(
+            Step::Connect,
+            config.connect_timeout,
+            client.identify_system(),
+        )
+        .await;
+        if let Err(error) = flatten(identified, "connect for replication") {
+            client.abort();
+            return Err(error);
+        }
+        // Creating the slot waits for the transactions running at that moment to end.
         let command = create_command(&endpoint.slot, kind);
-        // The gated session connects in the background; the first command waits for it.
-        let limit = config.connect_timeout + config.statement_timeout;
-        let answer = bounded(Step::Connect, limit, client.simple_query(&command)).await;
-        let rows = match answer {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(source)) => {
+        let answer = bounded(
+            Step::Statement,
+            config.statement_timeout,
+            client.simple_query(&command),
+        )
+        .await;
+        let rows = match flatten(answer, "create replication slot") {
+            Ok(rows) => rows,
+            Err(error) => {
                 client.abort();
-                return Err(BootstrapError::replication(
-                    "create replication slot",
-                    source,
-                ));
-            }
-            Err(timeout) => {
-                client.abort();
-                return Err(timeout);
+                return Err(error);
             }
         };
         let created = match parse_reply(&rows) {
