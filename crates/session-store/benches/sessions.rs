@@ -82,7 +82,7 @@ async fn run() {
     .await;
     let (get, set) = redis_benchmark(redis.port(), payload);
     println!(
-        "session-store bench: {CONCURRENCY} concurrent callers, {OPS} operations each, session ~{payload} bytes"
+        "session-store bench: {CONCURRENCY} concurrent callers, {OPS} operations per kind, session ~{payload} bytes"
     );
     println!(
         "  load (HMGET)   {load:>10.0} ops/s   redis-benchmark GET {get:>10.0} ops/s   ratio {:.2}",
