@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::{
     BOUND, Consumer, create_items, next_batch, slots_like, source_config, table_state, write,
 };
+use surefoot_bootstrap::postgres::snapshot_position;
 use surefoot_bootstrap::{BootstrapConfig, PostgresProvider};
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{BatchReceiver, Lsn, SnapshotRequest, Source, batch_channel};
@@ -110,8 +111,12 @@ async fn first_start_snapshot_then_stream_equals_the_table_under_concurrent_writ
         );
         let exported = exported.unwrap();
         assert_eq!(exported.complete.rows, consumer.rows.len() as u64);
-        let point = exported.complete.consistent_point.commit_lsn().unwrap();
-        assert_eq!(exported.slot.consistent_point(), point);
+        let point = exported.slot.consistent_point();
+        assert_eq!(
+            exported.complete.consistent_point,
+            snapshot_position(point),
+            "the snapshot is positioned just before the consistent point"
+        );
         // The persistent slot stays; the source streams from its consistent point.
         exported.slot.close();
         source.start().await.unwrap();
@@ -161,7 +166,8 @@ async fn a_consumer_added_to_a_running_source_gets_snapshot_then_exactly_the_lat
             receive_snapshot(&mut snapshot_in, &mut late, committed_seen)
         );
         let exported = exported.unwrap();
-        let point = exported.complete.consistent_point.commit_lsn().unwrap();
+        let point = exported.slot.consistent_point();
+        assert_eq!(exported.complete.consistent_point, snapshot_position(point));
         // The late consumer streams from its temporary slot, on the session that created it.
         let mut late_config = running.clone();
         late_config.id = surefoot_core_model::SourceId::new("late");

@@ -18,6 +18,6 @@ pub mod stream;
 mod text;
 
 pub use connection::{SnapshotConnection, parse_consistent_point};
-pub use provider::{Exported, PostgresProvider};
+pub use provider::{Exported, PostgresProvider, snapshot_position};
 pub use slot::{ExportedSlot, SlotCreated, SlotKind};
 pub use stream::SlotConnector;

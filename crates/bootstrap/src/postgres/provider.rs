@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{
-    BatchSender, BootstrapProvider, ComponentError, Position, SnapshotComplete, SnapshotRequest,
-    TableRef,
+    BatchSender, BootstrapProvider, ComponentError, Lsn, Position, SnapshotComplete,
+    SnapshotRequest, TableRef,
 };
 use surefoot_source_postgres::transport::ReplicationEndpoint;
 use surefoot_source_postgres::{PostgresSourceConfig, SlotName, setup};
@@ -15,6 +15,19 @@ use crate::error::{BootstrapError, Step, bounded};
 use crate::postgres::connection::SnapshotConnection;
 use crate::postgres::copy::{Destination, TableColumns, copy_table};
 use crate::postgres::slot::{ExportedSlot, SlotKind};
+
+/// The position of every snapshot row, and the snapshot's consistent point as a [`Position`]:
+/// just before the slot's consistent point `point` (`point - 1`, ordinal `u32::MAX`).
+///
+/// The slot streams every transaction whose commit record starts at `point` or later, so a
+/// stream change can sit at `(point, 0)`; placing the snapshot strictly before it means a
+/// consumer that skips positions it has already applied never mistakes the first stream change
+/// for a snapshot row. `point` is never `0/0` (see [`parse_consistent_point`]).
+///
+/// [`parse_consistent_point`]: crate::postgres::parse_consistent_point
+pub fn snapshot_position(point: Lsn) -> Position {
+    Position::postgres(Lsn(point.0.saturating_sub(1)), u32::MAX)
+}
 
 /// A complete snapshot and the slot it is consistent with.
 #[derive(Debug)]
@@ -155,7 +168,7 @@ impl PostgresProvider {
         connection
             .allow_statements_up_to(self.config.snapshot_timeout)
             .await?;
-        let position = Position::postgres(slot.consistent_point(), 0);
+        let position = snapshot_position(slot.consistent_point());
         let destination = Destination {
             source: &self.source.id,
             position,
@@ -234,5 +247,19 @@ impl BootstrapProvider for PostgresProvider {
         let exported = self.export(&request, &output, &cancel).await?;
         exported.slot.close();
         Ok(exported.complete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn d_4_3_snapshot_rows_sort_before_every_change_the_slot_streams() {
+        let point = Lsn(0x16_B374_D848);
+        let snapshot = snapshot_position(point);
+        assert!(snapshot < Position::postgres(point, 0));
+        assert!(snapshot > Position::postgres(Lsn(point.0 - 1), u32::MAX - 1));
+        assert_eq!(snapshot.commit_lsn(), Some(Lsn(point.0 - 1)));
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use surefoot_bootstrap::postgres::snapshot_position;
 use surefoot_core_model::{Batch, BatchReceiver, Change, Lsn, Operation, Value};
 use surefoot_source_postgres::{Identifier, PostgresSourceConfig, SlotName};
 use surefoot_test_support::{PgClient, PgServer};
@@ -137,12 +138,18 @@ impl Consumer {
         batch.ack.delivered();
     }
 
-    /// Applies a stream batch; every one must commit after `consistent_point`.
+    /// Applies a stream batch; every one must commit at `consistent_point` or later (the slot
+    /// streams transactions whose commit record starts there or after; the snapshot holds those
+    /// before), and sort after every snapshot row.
     pub(crate) fn stream(&mut self, batch: Batch, consistent_point: Lsn) {
         let commit = batch.last.commit_lsn().unwrap();
         assert!(
-            commit > consistent_point,
-            "a transaction committed at {commit}, not after the consistent point {consistent_point}"
+            commit >= consistent_point,
+            "a transaction committed at {commit}, before the consistent point {consistent_point}"
+        );
+        assert!(
+            batch.first > snapshot_position(consistent_point),
+            "a stream change sorts with the snapshot"
         );
         let mut txn = None;
         for change in batch.changes.iter() {
