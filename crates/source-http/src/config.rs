@@ -39,7 +39,8 @@ pub enum IdempotencyBackend {
     Redis {
         /// `redis://host:port/db`.
         url: String,
-        /// Prefix of every key (the source id is appended).
+        /// Prefix of every key. The instances serving one source share it; every source needs
+        /// its own.
         prefix: String,
         /// Bound on each Redis command, connecting included.
         timeout: Duration,

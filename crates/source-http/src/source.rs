@@ -57,7 +57,14 @@ pub(crate) struct Shared {
 impl Shared {
     /// Reserves `count` consecutive sequences and returns the first.
     pub(crate) fn take_sequences(&self, count: u64) -> u64 {
-        self.sequence.fetch_add(count, Ordering::AcqRel)
+        let first = self.sequence.fetch_add(count, Ordering::AcqRel);
+        ISSUED.fetch_max(first.saturating_add(count), Ordering::AcqRel);
+        first
+    }
+
+    /// Moves the next sequence up to the clock's floor (see [`sequence_floor`]).
+    fn raise_sequence(&self) {
+        self.sequence.fetch_max(sequence_floor(), Ordering::AcqRel);
     }
 
     pub(crate) fn stop_budget(&self) -> Duration {
@@ -85,7 +92,7 @@ impl HttpSource {
             output,
             tracker: AckTracker::new(None),
             store,
-            sequence: AtomicU64::new(1),
+            sequence: AtomicU64::new(sequence_floor()),
             local_addr: Mutex::new(None),
             stop_budget_ms: AtomicU64::new(10_000),
             config,
@@ -150,7 +157,7 @@ fn store(config: &HttpSourceConfig) -> Result<IdempotencyStore, HttpSourceError>
             timeout,
         } => IdempotencyStore::Redis(Arc::new(RedisStore::new(
             url,
-            format!("{prefix}{}:", config.id),
+            prefix.clone(),
             idempotency.ttl,
             idempotency.pending_ttl,
             *timeout,
@@ -214,6 +221,7 @@ impl IngestService {
             .local_addr
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(local);
+        shared.raise_sequence();
         let capacity = shared.config.queue_requests;
         let (submissions, submitted) = mpsc::channel(capacity);
         let (watches, watched) = mpsc::channel(capacity);
@@ -261,6 +269,31 @@ impl IngestService {
         })?;
         Ok(())
     }
+}
+
+/// Bits of a sequence below the millisecond clock.
+const SEQUENCE_CLOCK_SHIFT: u32 = 22;
+
+/// One past the highest sequence handed out by any source in this process.
+static ISSUED: AtomicU64 = AtomicU64::new(0);
+
+/// The lowest sequence a run may start from: the Unix time in milliseconds, shifted left by
+/// [`SEQUENCE_CLOCK_SHIFT`], and above every sequence this process handed out.
+///
+/// Consumers skip positions they have applied, so positions must keep growing across restarts,
+/// with nothing stored. Within a process, [`ISSUED`] guarantees it. Across processes, the clock
+/// does: a run hands out one sequence per change, and no source ingests 2^22 (4 million)
+/// changes per millisecond, so a run's sequences stay below the clock's floor at any start a
+/// millisecond or more later (a process restart takes far longer). This holds as long as the
+/// clock does not go back; the range lasts until the year 2109.
+fn sequence_floor() -> u64 {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let clock = millis.saturating_mul(1 << SEQUENCE_CLOCK_SHIFT);
+    clock.max(ISSUED.load(Ordering::Acquire)).max(1)
 }
 
 /// A task's one-shot inputs were used by its first instance.

@@ -176,3 +176,42 @@ async fn stop_flushes_changes_queued_in_async_mode() {
     let ((), seen) = tokio::join!(stop, consumer_side);
     assert_eq!(seen, ids, "queued changes not flushed in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_keep_growing_across_restarts_and_new_processes() {
+    async fn post_one(
+        source: &HttpSource,
+        batches: &mut surefoot_core_model::BatchReceiver,
+    ) -> u64 {
+        let (response, position) = tokio::join!(
+            client()
+                .post(format!("{}/v1/changes", url(source)))
+                .header("content-type", "application/json")
+                .body(insert("p"))
+                .send(),
+            async {
+                let batch = batches.recv().await.unwrap();
+                let position = batch.first;
+                batch.ack.delivered();
+                position
+            }
+        );
+        assert_eq!(response.unwrap().status(), 200);
+        match position {
+            surefoot_core_model::Position::Sequence(sequence) => sequence,
+            other => panic!("not a sequence: {other:?}"),
+        }
+    }
+    let (first, mut first_batches) = start(loopback_config("positions"), 4).await;
+    let before = post_one(&first, &mut first_batches).await;
+    first.stop(BOUND).await.unwrap();
+    first.start().await.unwrap();
+    let restarted = post_one(&first, &mut first_batches).await;
+    assert!(restarted > before, "{restarted} after {before}");
+    first.stop(BOUND).await.unwrap();
+    // A new instance (as after a process restart) starts above everything handed out before.
+    let (second, mut second_batches) = start(loopback_config("positions"), 4).await;
+    let fresh = post_one(&second, &mut second_batches).await;
+    assert!(fresh > restarted, "{fresh} after {restarted}");
+    second.stop(BOUND).await.unwrap();
+}
