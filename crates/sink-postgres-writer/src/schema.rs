@@ -56,7 +56,11 @@ impl SchemaCache {
     }
 }
 
-async fn load(conn: &mut PgConnection, name: &QualifiedName) -> Result<TargetTable, WriterError> {
+/// Reads `name`'s columns and types from the catalog.
+pub(crate) async fn load(
+    conn: &mut PgConnection,
+    name: &QualifiedName,
+) -> Result<TargetTable, WriterError> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
          FROM pg_attribute a WHERE a.attrelid = to_regclass($1) \

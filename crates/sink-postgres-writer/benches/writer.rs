@@ -1,0 +1,173 @@
+//! Mirror-mode throughput against plain `COPY` of the same rows, in the same run, against the
+//! same server.
+//!
+//! The rows: 100,000 inserts of `(id bigint primary key, body text, amount numeric)`.
+//!
+//! - ours: the writer's sink loop fed through a batch channel, one source transaction of 5
+//!   changes per batch (20,000 batches), coalesced into sink transactions of up to 5,000
+//!   changes, each with its checkpoint; from the first batch sent to the loop's return after
+//!   the last commit. Batches are built before the clock starts.
+//! - limit: one `COPY ... FROM STDIN` (text format) of the same rows into an identical table,
+//!   in one transaction, rows formatted before the clock starts.
+//!
+//! Each side runs `REPS` times, alternating, into freshly truncated tables; medians reported.
+//! Never asserts a speed. Run: `cargo bench -p surefoot-sink-postgres-writer --bench writer`
+
+// A benchmark program: it reports on stdout, and a failed unwrap is the run failing.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use surefoot_core_lifecycle::CancellationToken;
+use surefoot_core_model::{
+    AckToken, Batch, Change, Numeric, Position, Row, SourceId, TableRef, Value, batch_channel,
+};
+use surefoot_sink_postgres_writer::{ApplyMode, PostgresWriter, TableConfig, WriterConfig};
+use surefoot_test_support::PgServer;
+
+const ROWS: u64 = 100_000;
+const PER_TRANSACTION: u64 = 5;
+const REPS: usize = 3;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+fn body(n: u64) -> String {
+    format!("order {n} for customer {} with some text", n % 977)
+}
+
+fn amount(n: u64) -> String {
+    format!("{}.{:02}", n % 10_000, n % 100)
+}
+
+fn batches(rep: usize) -> Vec<Batch> {
+    let table = TableRef::new("public", "mirror_target");
+    let base = rep as u64 * ROWS;
+    (0..ROWS / PER_TRANSACTION)
+        .map(|t| {
+            let changes: Vec<Change> = (0..PER_TRANSACTION)
+                .map(|c| {
+                    let n = t * PER_TRANSACTION + c + 1;
+                    let row = Row::new()
+                        .with("id", Value::Int64(n as i64))
+                        .with("body", Value::Text(body(n)))
+                        .with(
+                            "amount",
+                            Value::Numeric(amount(n).parse::<Numeric>().unwrap()),
+                        );
+                    Change::insert(Position::Sequence(base + n), table.clone(), row)
+                })
+                .collect();
+            Batch {
+                source: SourceId::new("bench"),
+                first: changes[0].position,
+                last: changes[changes.len() - 1].position,
+                commit_time: None,
+                changes: Arc::from(changes),
+                ack: AckToken::detached(),
+            }
+        })
+        .collect()
+}
+
+async fn ours(writer: &PostgresWriter, rep: usize) -> Duration {
+    sqlx::raw_sql("TRUNCATE mirror_target")
+        .execute(writer.pool())
+        .await
+        .unwrap();
+    let prepared = batches(rep);
+    let (sender, receiver) = batch_channel(256);
+    let started = Instant::now();
+    let send = async move {
+        for batch in prepared {
+            sender.send(batch).await.unwrap();
+        }
+    };
+    let ((), applied) = tokio::join!(send, writer.run(receiver, CancellationToken::new()));
+    applied.unwrap();
+    started.elapsed()
+}
+
+async fn copy(url: &str) -> Duration {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql("TRUNCATE copy_target")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut text = String::new();
+    for n in 1..=ROWS {
+        text.push_str(&format!("{n}\t{}\t{}\n", body(n), amount(n)));
+    }
+    let started = Instant::now();
+    let mut tx = conn.begin().await.unwrap();
+    let mut copy = tx
+        .copy_in_raw("COPY copy_target (id, body, amount) FROM STDIN")
+        .await
+        .unwrap();
+    copy.send(text.as_bytes()).await.unwrap();
+    copy.finish().await.unwrap();
+    tx.commit().await.unwrap();
+    started.elapsed()
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn rate(duration: Duration) -> f64 {
+    ROWS as f64 / duration.as_secs_f64()
+}
+
+async fn run() {
+    let server = PgServer::new().await.unwrap();
+    let url = server.url("postgres");
+    let mut config = WriterConfig::new("bench", url.clone()).table(TableConfig::new(
+        TableRef::new("public", "mirror_target"),
+        ApplyMode::Mirror {
+            key: vec!["id".into()],
+        },
+    ));
+    config.batch.max_rows = 5_000;
+    config.batch.max_latency = Duration::from_millis(5);
+    let writer = PostgresWriter::builder(config).connect().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE mirror_target (id bigint PRIMARY KEY, body text, amount numeric); \
+         CREATE TABLE copy_target (id bigint PRIMARY KEY, body text, amount numeric);",
+    )
+    .execute(writer.pool())
+    .await
+    .unwrap();
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for rep in 0..REPS {
+        theirs.push(copy(&url).await);
+        mine.push(ours(&writer, rep).await);
+        println!(
+            "rep {rep}: mirror {:.0} rows/s, COPY {:.0} rows/s",
+            rate(mine[rep]),
+            rate(theirs[rep])
+        );
+    }
+    let (mine, theirs) = (median(mine), median(theirs));
+    println!(
+        "| workload | rows | mirror (rows/s) | COPY (rows/s) | ratio (mirror/COPY) |\n\
+         |---|---:|---:|---:|---:|\n\
+         | inserts, {PER_TRANSACTION} per source transaction | {ROWS} | {:.0} | {:.0} | {:.2} |",
+        rate(mine),
+        rate(theirs),
+        rate(mine) / rate(theirs)
+    );
+}
