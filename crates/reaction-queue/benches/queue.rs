@@ -184,7 +184,9 @@ async fn in_memory_mpsc(sources: usize) -> Duration {
 
 async fn connection(redis: &RedisServer) -> redis::aio::ConnectionManager {
     let client = redis::Client::open(redis.url()).unwrap();
-    redis::aio::ConnectionManager::new(client).await.unwrap()
+    surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+        .await
+        .unwrap()
 }
 
 async fn clear(connection: &mut redis::aio::ConnectionManager) {

@@ -22,7 +22,8 @@ pub use reactions::{
     idempotency_key,
 };
 pub use redis_stream::{
-    RedisQueueConfig, RedisQueueError, RedisQueueProducer, RedisStreamWorker, create_group,
+    RedisQueueConfig, RedisQueueError, RedisQueueProducer, RedisStreamWorker, connection_manager,
+    create_group,
 };
 pub use runtime::{ReactionRuntime, RuntimeConfig, RuntimeError, StopSummary, key_by_source};
 pub use upstream::{Fanout, PublishError, SubscribeError, Subscription};

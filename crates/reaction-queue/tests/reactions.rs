@@ -203,9 +203,10 @@ async fn log_reaction_applies() {
 async fn redis_reaction_appends_to_a_stream_and_publishes() {
     let mut redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let connection = redis::aio::ConnectionManager::new(client.clone())
-        .await
-        .unwrap();
+    let connection =
+        surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     let limit = Duration::from_secs(5);
 
     let to_stream = RedisReaction::new(

@@ -74,7 +74,10 @@ async fn start_worker(
 async fn full_stream_makes_the_producer_wait_and_nothing_is_lost() {
     let redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = ConnectionManager::new(client).await.unwrap();
+    let mut connection =
+        surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     create_group(&mut connection, STREAM, GROUP, Duration::from_secs(5))
         .await
         .unwrap();
@@ -138,7 +141,10 @@ async fn full_stream_makes_the_producer_wait_and_nothing_is_lost() {
 async fn poison_and_undecodable_entries_go_to_the_dead_letter_stream() {
     let redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = ConnectionManager::new(client).await.unwrap();
+    let mut connection =
+        surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     create_group(&mut connection, STREAM, GROUP, Duration::from_secs(5))
         .await
         .unwrap();
@@ -221,7 +227,10 @@ async fn poison_and_undecodable_entries_go_to_the_dead_letter_stream() {
 async fn a_restarted_worker_takes_back_its_own_pending_entries() {
     let redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = ConnectionManager::new(client).await.unwrap();
+    let mut connection =
+        surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     create_group(&mut connection, STREAM, GROUP, Duration::from_secs(5))
         .await
         .unwrap();
@@ -287,7 +296,10 @@ async fn a_restarted_worker_takes_back_its_own_pending_entries() {
 async fn append_to_a_stopped_server_fails_and_settles_tokens_as_failed() {
     let mut redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let connection = ConnectionManager::new(client).await.unwrap();
+    let connection =
+        surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     let producer = RedisQueueProducer::new(
         connection,
         STREAM,
@@ -336,7 +348,10 @@ fn redis_queue_config_lists_every_problem() {
 async fn runtime_feeding_the_stream_acknowledges_once_the_entry_is_in_redis() {
     let redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let connection = ConnectionManager::new(client).await.unwrap();
+    let connection =
+        surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     let producer = RedisQueueProducer::new(
         connection.clone(),
         STREAM,

@@ -74,7 +74,10 @@ async fn query<T: redis::FromRedisValue>(
 async fn sigkilled_worker_pending_entries_are_claimed_and_each_batch_applied_once() {
     let redis = RedisServer::builder().aof(true).start().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = ConnectionManager::new(client).await.unwrap();
+    let mut connection =
+        surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     create_group(&mut connection, STREAM, GROUP, Duration::from_secs(5))
         .await
         .unwrap();

@@ -122,7 +122,10 @@ async fn one_in_ten_thousand_permanent_failure_goes_to_the_dead_letter_file() {
 async fn one_in_ten_thousand_permanent_failure_goes_to_the_dead_letter_stream() {
     let redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let connection =
+        surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
     let sink = RedisDeadLetters::new(connection.clone(), "dead", Duration::from_secs(5));
     let (recorder, outcomes, runtime) = run_with(Arc::new(sink), "poison_redis").await;
     check_delivery(&recorder, &outcomes, &runtime);

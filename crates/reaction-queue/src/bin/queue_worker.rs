@@ -108,9 +108,9 @@ async fn run() -> Result<(), String> {
         ),
         Err(_) => None,
     };
-    let connection = ConnectionManager::new(client.clone())
+    let connection = surefoot_reaction_queue::connection_manager(&client, config.op_timeout)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| surefoot_reaction_queue::dead_letter::error_chain(&e))?;
     let reaction = RecordApplied {
         connection,
         applied: setting("SUREFOOT_APPLIED")?,

@@ -44,4 +44,4 @@ pub use config::RedisQueueConfig;
 pub use error::RedisQueueError;
 pub(crate) use error::redis_class;
 pub use producer::RedisQueueProducer;
-pub use worker::{RedisStreamWorker, create_group};
+pub use worker::{RedisStreamWorker, connection_manager, create_group};

@@ -46,6 +46,9 @@ impl std::fmt::Debug for RedisQueueProducer {
 
 impl RedisQueueProducer {
     /// A producer appending to `stream`, waiting while it holds `max_len` entries or more.
+    ///
+    /// Build `connection` with reply limits at least `op_timeout` (see
+    /// [`super::connection_manager`]), or the redis crate's 500 ms default applies first.
     pub fn new(
         connection: ConnectionManager,
         stream: impl Into<String>,

@@ -64,6 +64,28 @@ pub async fn create_group(
     }
 }
 
+/// A reconnecting connection whose connects and replies are each limited to `limit` (the
+/// redis crate's default reply limit is 500 ms, short for a loaded server).
+pub async fn connection_manager(
+    client: &redis::Client,
+    limit: Duration,
+) -> Result<ConnectionManager, RedisQueueError> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(limit))
+        .set_response_timeout(Some(limit));
+    surefoot_core_lifecycle::timeout(
+        "connect",
+        limit.saturating_mul(2),
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await?
+    .map_err(|source| RedisQueueError::Redis {
+        operation: "connect",
+        stream: String::new(),
+        source,
+    })
+}
+
 impl RedisStreamWorker {
     /// Connects to Redis (one connection for the blocking read, one for everything else) and
     /// creates the group if missing.
@@ -79,16 +101,12 @@ impl RedisStreamWorker {
             stream: config.stream.clone(),
             source,
         };
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.op_timeout))
-            .set_response_timeout(Some(config.op_timeout));
-        let mut commands = surefoot_core_lifecycle::timeout(
-            "connect",
-            config.op_timeout.saturating_mul(2),
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await?
-        .map_err(|source| redis_error("connect", source))?;
+        let mut commands = connection_manager(client, config.op_timeout)
+            .await
+            .map_err(|source| match source {
+                RedisQueueError::Redis { source, .. } => redis_error("connect", source),
+                other => other,
+            })?;
         let reader_config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.op_timeout))
             .set_response_timeout(Some(config.block + config.op_timeout));
