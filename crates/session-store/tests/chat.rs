@@ -60,27 +60,32 @@ async fn s_5_s_6_stop_sends_reconnect_hint_cancels_every_task_and_closes_the_poo
         "http, sweeper and one task per connection"
     );
 
-    let report = tokio::time::timeout(BOUND, server.stop(Duration::from_secs(5)))
-        .await
-        .expect("stop hung");
-    assert_eq!(report.live_tasks, 0);
-    assert!(report.tasks.is_clean(), "{:?}", report.tasks);
-    assert_eq!(report.pool.health, PoolHealth::Closed);
-
-    for client in &mut clients {
+    // Clients keep reading while the server stops, as real ones do.
+    let read_goodbyes = futures::future::join_all(clients.iter_mut().map(|client| async move {
         let mut hint = None;
         loop {
             match client.recv().await {
                 Frame::Msg(ServerMsg::Reconnect { after_ms }) => hint = Some(after_ms),
                 Frame::Msg(_) => {}
-                Frame::Closed(frame) => {
-                    assert_eq!(u16::from(frame.unwrap().code), 1012);
-                    break;
-                }
+                Frame::Closed(frame) => return (hint, frame.map(|f| u16::from(f.code))),
                 Frame::Gone => panic!("connection dropped without a close frame"),
             }
         }
-        assert_eq!(hint, Some(200), "reconnect hint before the close");
+    }));
+    let (report, goodbyes) = tokio::time::timeout(BOUND, async {
+        tokio::join!(server.stop(Duration::from_secs(5)), read_goodbyes)
+    })
+    .await
+    .expect("stop hung");
+    assert_eq!(report.live_tasks, 0);
+    assert!(report.tasks.is_clean(), "{:?}", report.tasks);
+    assert_eq!(report.pool.health, PoolHealth::Closed);
+    for goodbye in goodbyes {
+        assert_eq!(
+            goodbye,
+            (Some(200), Some(1012)),
+            "reconnect hint, then close code 1012"
+        );
     }
     let acquired = store.pool_stats().acquired;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -89,6 +94,33 @@ async fn s_5_s_6_stop_sends_reconnect_hint_cancels_every_task_and_closes_the_poo
         acquired,
         "no heartbeat or sweep after stop"
     );
+}
+
+/// A client that goes silent (answers no ping) is disconnected after the idle timeout, and its
+/// task ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_disconnected_after_the_idle_timeout() {
+    let store: Arc<dyn SessionStore> = Arc::new(common::memory(10));
+    let server = start(store, |c| {
+        c.heartbeat_interval = Duration::from_millis(50);
+        c.client_idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut client = Client::connect(server.local_addr()).await.unwrap();
+    client.hello(None, "quiet").await;
+    assert_eq!(server.live_tasks(), 3);
+    // The client reads nothing from here on, so it answers no ping.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while server.live_tasks() > 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "silent client never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // What was sent before the drop, then the end of the connection.
+    while let Frame::Msg(_) = client.recv().await {}
+    server.stop(Duration::from_secs(5)).await;
 }
 
 /// s_3: failures reach the client as typed error events and the connection keeps serving.

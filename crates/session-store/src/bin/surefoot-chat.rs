@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use surefoot_session_store::chat::{ChatConfig, ChatServer};
-use surefoot_session_store::events::SessionEvents;
+use surefoot_session_store::events::{SessionEvents, bridge_through_redis};
 use surefoot_session_store::{MemoryStore, PgStore, RedisStore, SessionStore, StoreConfig};
 
 #[tokio::main]
@@ -28,7 +28,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let stop = surefoot_core_lifecycle::signal::shutdown_signal()?;
     let events = SessionEvents::new(node.clone(), 1024);
-    let server = ChatServer::start(ChatConfig::new(listen.parse()?, node), store, events).await?;
+    let server = ChatServer::start(
+        ChatConfig::new(listen.parse()?, node),
+        store,
+        events.clone(),
+    )
+    .await?;
+    if store_url.starts_with("redis://") {
+        // Session events reach the other nodes through Redis; the bridge stops with the server.
+        let limit = Duration::from_secs(5);
+        bridge_through_redis(
+            server.tasks(),
+            &store_url,
+            "surefoot-chat-events",
+            &events,
+            limit,
+        )
+        .await?;
+    }
     tracing::info!(addr = %server.local_addr(), "ready");
     let signal = stop.await;
     tracing::info!(?signal, "stopping");

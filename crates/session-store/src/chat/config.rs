@@ -24,6 +24,12 @@ pub struct ChatConfig {
     pub reconnect_after: Duration,
     /// Limit for sending one frame to a client.
     pub send_timeout: Duration,
+    /// How long stop waits for a client to answer the close frame (the websocket closing
+    /// handshake) before dropping the connection.
+    pub close_timeout: Duration,
+    /// A client that sends nothing (not even a pong to the ping sent on every heartbeat) for
+    /// this long is disconnected.
+    pub client_idle_timeout: Duration,
     /// Most messages sent in one resume or gap fill.
     pub resume_limit: usize,
     /// Retries of idempotent requests that failed with a retryable error.
@@ -42,6 +48,8 @@ impl ChatConfig {
             sweep_interval: Duration::from_secs(30),
             reconnect_after: Duration::from_millis(200),
             send_timeout: Duration::from_secs(5),
+            client_idle_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(1),
             resume_limit: 1000,
             retry: RetryPolicy::new(Backoff::new(
                 Duration::from_millis(20),

@@ -66,11 +66,14 @@ impl Connection {
     pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<(), ConnectionError> {
         let mut heartbeat = tokio::time::interval(self.ctx.config.heartbeat_interval);
         heartbeat.tick().await;
+        let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return self.goodbye().await,
-                frame = self.socket.recv() => match frame {
+                frame = self.socket.recv() => {
+                    last_heard = tokio::time::Instant::now();
+                    match frame {
                     Some(Ok(WsMessage::Text(text))) => {
                         let replies = self.handle_text(text.as_str()).await;
                         self.send_all(replies).await?;
@@ -84,14 +87,20 @@ impl Connection {
                         tracing::debug!(%error, "client connection failed");
                         return Ok(());
                     }
-                },
+                }},
                 Some((room, item)) = self.feeds.next() => {
                     let out = self.deliver(room, item).await;
                     self.send_all(out).await?;
                 }
                 _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > self.ctx.config.client_idle_timeout {
+                        tracing::info!("client silent past the idle timeout; disconnecting");
+                        self.depart_all().await;
+                        return Ok(());
+                    }
                     let out = self.heartbeat().await;
                     self.send_all(out).await?;
+                    self.send_frame(WsMessage::Ping(Default::default())).await?;
                 }
             }
         }
@@ -104,7 +113,23 @@ impl Connection {
             code: SERVICE_RESTART,
             reason: "server restarting; reconnect and resume".into(),
         };
-        self.send_frame(WsMessage::Close(Some(frame))).await
+        self.send_frame(WsMessage::Close(Some(frame))).await?;
+        // Wait for the client's close reply (bounded), so the connection ends with the
+        // closing handshake rather than a reset that could discard the hint unread.
+        let answered = async {
+            while let Some(Ok(frame)) = self.socket.recv().await {
+                if matches!(frame, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(self.ctx.config.close_timeout, answered)
+            .await
+            .is_err()
+        {
+            tracing::debug!("client did not answer the close frame in time");
+        }
+        Ok(())
     }
 
     async fn send_all(&mut self, messages: Vec<ServerMsg>) -> Result<(), ConnectionError> {
