@@ -10,7 +10,10 @@
 //! Batches are sent as the file is read, so some may have been sent before a bad line is found.
 //! The snapshot is complete only when [`BootstrapProvider::snapshot`] returns
 //! `Ok(SnapshotComplete)`; on an error (or cancellation) the consumer must discard every batch
-//! received from this snapshot and start again. The batches carry detached [`AckToken`]s: the
+//! received from this snapshot and start again. There is deliberately no validating first pass
+//! over the file (it could change between the passes, and every provider can fail part-way for
+//! other reasons, so consumers need the rule anyway): see
+//! `docs/decisions/0005-snapshot-handoff.md`. The batches carry detached [`AckToken`]s: the
 //! provider does not wait for them, they exist so a consumer settles them like any other batch.
 
 use std::path::{Path, PathBuf};

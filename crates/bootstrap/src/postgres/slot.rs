@@ -136,7 +136,7 @@ impl ExportedSlot {
     /// running at that moment to end, by `statement_timeout` ([`Step::Statement`]).
     ///
     /// Creating a persistent slot that already exists fails: the caller decides whether an old
-    /// slot may go (see [`drop_slot_if_inactive`](crate::postgres::drop_slot_if_inactive)).
+    /// slot may go (see [`SnapshotConnection::drop_slot_if_inactive`](crate::postgres::SnapshotConnection::drop_slot_if_inactive)).
     pub async fn create(
         endpoint: &ReplicationEndpoint,
         kind: SlotKind,
