@@ -40,7 +40,10 @@ fn worker(url: &str, consumer: &str, hang_after: Option<u64>) -> Child {
         .env("SUREFOOT_GROUP", GROUP)
         .env("SUREFOOT_CONSUMER", consumer)
         .env("SUREFOOT_APPLIED", APPLIED)
-        .env("SUREFOOT_CLAIM_IDLE_MS", "1000")
+        // Entries are read two at a time, so one waits for at most one other before its
+        // turn; claims happen after two idle seconds.
+        .env("SUREFOOT_READ_COUNT", "2")
+        .env("SUREFOOT_CLAIM_IDLE_MS", "2000")
         .env("SUREFOOT_WORK_MS", "2");
     if let Some(limit) = hang_after {
         command.env("SUREFOOT_HANG_AFTER", limit.to_string());
@@ -161,12 +164,21 @@ async fn sigkilled_worker_pending_entries_are_claimed_and_each_batch_applied_onc
         got, expected_sorted,
         "applied set differs from produced set"
     );
-    let redelivered: Option<u64> = query(
+    // Each batch's effect happened once: as many first applications as batches. A delivery
+    // that outlasts the claim idle time on a loaded machine is delivered again (at least once)
+    // and skipped by position; those are counted apart.
+    let first: Option<u64> = query(
+        &connection,
+        redis::cmd("GET").arg(format!("{APPLIED}:applied")),
+    )
+    .await;
+    assert_eq!(first, Some(ITEMS), "a batch was applied twice");
+    let skipped: Option<u64> = query(
         &connection,
         redis::cmd("GET").arg(format!("{APPLIED}:redelivered")),
     )
     .await;
-    assert_eq!(redelivered.unwrap_or(0), 0, "a batch was applied twice");
+    eprintln!("redeliveries skipped by position: {}", skipped.unwrap_or(0));
     for (id, ..) in &pending {
         let seq = seq_of_id[id];
         let by = &applied[&format!("s:{}", Position::Sequence(seq))];

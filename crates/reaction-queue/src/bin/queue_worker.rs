@@ -7,7 +7,8 @@
 //!
 //! Settings (environment): `SUREFOOT_REDIS_URL`, `SUREFOOT_STREAM`, `SUREFOOT_GROUP`,
 //! `SUREFOOT_CONSUMER`, `SUREFOOT_APPLIED` (hash name), optional `SUREFOOT_CLAIM_IDLE_MS`
-//! (default 60000), `SUREFOOT_WORK_MS` (time each batch takes, default 0) and
+//! (default 60000), `SUREFOOT_READ_COUNT` (entries read at a time, default 10),
+//! `SUREFOOT_WORK_MS` (time each batch takes, default 0) and
 //! `SUREFOOT_HANG_AFTER` (after applying that many batches, the worker sets `hung:<consumer>`
 //! and stops making progress, as a stuck process would, holding its pending entries).
 #![allow(clippy::print_stderr)] // stderr is this process's only report channel.
@@ -64,13 +65,13 @@ impl Reaction for RecordApplied {
             .query_async(&mut connection)
             .await
             .map_err(fail)?;
-        if !new {
-            redis::cmd("INCR")
-                .arg(format!("{}:redelivered", self.applied))
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(fail)?;
-        }
+        // Applied (first time) or skipped (a redelivery), counted apart.
+        let counter = if new { "applied" } else { "redelivered" };
+        redis::cmd("INCR")
+            .arg(format!("{}:{counter}", self.applied))
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(fail)?;
         self.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -100,7 +101,12 @@ async fn run() -> Result<(), String> {
     );
     config.claim_idle = millis("SUREFOOT_CLAIM_IDLE_MS", 60_000)?;
     config.claim_interval = config.claim_idle / 2;
-    config.read_count = 10;
+    config.read_count = match std::env::var("SUREFOOT_READ_COUNT") {
+        Ok(text) => text
+            .parse()
+            .map_err(|e| format!("SUREFOOT_READ_COUNT: {e}"))?,
+        Err(_) => 10,
+    };
     let hang_after = match std::env::var("SUREFOOT_HANG_AFTER") {
         Ok(text) => Some(
             text.parse()

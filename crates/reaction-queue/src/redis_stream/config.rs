@@ -25,7 +25,10 @@ pub struct RedisQueueConfig {
     /// How long one read blocks waiting for new entries.
     pub block: Duration,
     /// Entries pending this long without an acknowledgement are claimed from their consumer,
-    /// which is taken for dead. Must be longer than the slowest delivery, retries included.
+    /// which is taken for dead. Must be longer than the slowest delivery of `read_count`
+    /// entries, retries included (an entry read with others waits for those before it):
+    /// otherwise a live worker's entry is claimed too and delivered twice (at least once;
+    /// reactions skip it by position).
     pub claim_idle: Duration,
     /// How often a worker looks for entries to claim.
     pub claim_interval: Duration,
