@@ -78,3 +78,91 @@ async fn redis_reports_an_eviction_policy_that_could_lose_history() {
     let session = warned.create(new_session("x")).await.unwrap();
     assert!(warned.load(session.id).await.unwrap().is_some());
 }
+
+/// History that Redis loses (a restart without persistence, an evicted key) is never passed
+/// off as complete: the epoch changes, or the kept range says what is missing.
+#[tokio::test]
+async fn redis_history_lost_by_the_server_is_reported_not_recovered() {
+    use surefoot_session_store::RoomId;
+    let mut server = RedisServer::new().await.unwrap();
+    let store = common::redis(&server, 100).await;
+    let room = RoomId::new("lossy").unwrap();
+    let publish = |n: u64| {
+        let (store, room) = (&store, &room);
+        async move {
+            for i in 0..n {
+                store.publish(room, &serde_json::json!(i)).await.unwrap();
+            }
+        }
+    };
+    let join = || async {
+        let session = store.create(new_session("r")).await.unwrap();
+        store.join(session.id, &room).await.unwrap();
+        session
+    };
+
+    // The stream alone evicted: the position survives, the messages do not.
+    let session = join().await;
+    let start = store.position(&room).await.unwrap();
+    publish(3).await;
+    let raw = redis::Client::open(server.url()).unwrap();
+    let mut conn = raw.get_multiplexed_async_connection().await.unwrap();
+    let _deleted: i64 = redis::cmd("DEL")
+        .arg("sf:h:lossy")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let resume = store
+        .resume(session.id, &room, 1, &start.epoch, 100)
+        .await
+        .unwrap();
+    assert!(!resume.recovered, "messages 2 and 3 are gone");
+
+    // The meta hash evicted: a new epoch, and the orphaned stream is dropped with the old one.
+    publish(2).await;
+    let _deleted: i64 = redis::cmd("DEL")
+        .arg("sf:m:lossy")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let now = store.position(&room).await.unwrap();
+    assert_ne!(now.epoch, start.epoch);
+    assert_eq!(now.offset, 0);
+    assert!(
+        !store
+            .resume(session.id, &room, 5, &start.epoch, 100)
+            .await
+            .unwrap()
+            .recovered
+    );
+    publish(1).await;
+    assert_eq!(
+        store.history(&room, 0, 100).await.unwrap().messages.len(),
+        1
+    );
+
+    // A restart without persistence: everything forgotten, a new epoch.
+    let before = store.position(&room).await.unwrap();
+    server.restart().await.unwrap();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    let session = loop {
+        match store.create(new_session("again")).await {
+            Ok(session) => break session,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "redis did not come back: {error}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    store.join(session.id, &room).await.unwrap();
+    let after = store.position(&room).await.unwrap();
+    assert_ne!(after.epoch, before.epoch);
+    let resume = store
+        .resume(session.id, &room, before.offset, &before.epoch, 100)
+        .await
+        .unwrap();
+    assert!(!resume.recovered);
+}
