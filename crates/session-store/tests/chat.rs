@@ -87,6 +87,29 @@ async fn s_5_s_6_stop_sends_reconnect_hint_cancels_every_task_and_closes_the_poo
             "reconnect hint, then close code 1012"
         );
     }
+    // The pool's connections are closed: Redis sees no client left.
+    let raw = redis::Client::open(redis.url()).unwrap();
+    let mut admin = raw.get_multiplexed_async_connection().await.unwrap();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let others = clients
+            .lines()
+            .filter(|l| !l.contains("cmd=client"))
+            .count();
+        if others == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "store connections left open:\n{clients}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let acquired = store.pool_stats().acquired;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

@@ -3,6 +3,7 @@
 //! the offsets, with the room's epoch and top offset in a hash beside it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +29,8 @@ use crate::store::SessionStore;
 #[derive(Debug)]
 pub struct RedisStore {
     gate: PoolGate,
-    connections: Vec<ConnectionManager>,
+    /// Emptied by `close`, which drops (and so closes) the connections.
+    connections: RwLock<Vec<ConnectionManager>>,
     next: AtomicUsize,
     prefix: String,
     max_len: usize,
@@ -83,7 +85,7 @@ impl RedisStore {
         }
         let store = Self {
             gate: PoolGate::new("redis", config.pool),
-            connections,
+            connections: RwLock::new(connections),
             next: AtomicUsize::new(0),
             prefix: config.key_prefix,
             max_len: config.history_max_len,
@@ -95,7 +97,7 @@ impl RedisStore {
 
     /// Redis' `maxmemory-policy`, or `None` if `CONFIG GET` is not allowed.
     pub async fn eviction_policy(&self) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         self.gate
             .run("config get", async move {
                 let reply: Vec<String> = redis::cmd("CONFIG")
@@ -126,9 +128,20 @@ impl RedisStore {
         }
     }
 
-    fn conn(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        self.connections[i].clone()
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let connections = self.read_connections();
+        if connections.is_empty() {
+            return Err(StoreError::Closed("redis".to_owned()));
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % connections.len();
+        Ok(connections[i].clone())
+    }
+
+    fn read_connections(&self) -> std::sync::RwLockReadGuard<'_, Vec<ConnectionManager>> {
+        // The vector is only ever replaced whole; a panicking holder cannot leave it torn.
+        self.connections
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn key(&self, kind: &str, name: impl std::fmt::Display) -> String {
@@ -142,7 +155,7 @@ impl RedisStore {
         keys: &[String],
         args: &[String],
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(key);
@@ -165,7 +178,7 @@ impl RedisStore {
         operation: &'static str,
         cmd: redis::Cmd,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         self.gate
             .run(operation, async move {
                 cmd.query_async(&mut conn)
@@ -295,7 +308,7 @@ impl SessionStore for RedisStore {
             .arg(self.key("pu", room))
             .arg(session.to_string())
             .ignore();
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         self.gate
             .run("depart", async move {
                 pipe.query_async::<()>(&mut conn)
@@ -382,13 +395,23 @@ impl SessionStore for RedisStore {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        self.gate
-            .stats(Some((self.connections.len(), self.gate.stats(None).idle)))
+        self.gate.stats(Some((
+            self.read_connections().len(),
+            self.gate.stats(None).idle,
+        )))
     }
 
     async fn close(&self) {
-        // The connection managers close when the store is dropped; the gate refuses new work now.
+        // The gate refuses new work; dropping the managers closes their connections once the
+        // operations already admitted (which hold clones) finish.
         self.gate.close();
+        let connections = std::mem::take(
+            &mut *self
+                .connections
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        drop(connections);
     }
 }
 
