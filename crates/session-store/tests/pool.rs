@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use common::BOUND;
 
-const ACQUIRE: Duration = Duration::from_millis(300);
+const ACQUIRE: Duration = Duration::from_secs(1);
 
 #[test]
 fn w_7_pool_settings_are_validated_with_every_problem() {
@@ -90,7 +90,7 @@ async fn s_2_pool_of_two_exhausts_with_typed_errors_and_health_shows_waiters() {
     tasks
         .spawn_until_cancelled("health", async move { axum::serve(listener, app).await })
         .unwrap();
-    proxy.delay(Duration::from_millis(700));
+    proxy.delay(Duration::from_millis(1500));
 
     let room = RoomId::new("s2").unwrap();
     let started = Instant::now();
