@@ -122,7 +122,7 @@ impl RowDecoder<'_> {
         }
         let mut row = Row::with_capacity(columns.names.len());
         let described = columns.names.iter().zip(&columns.types);
-        for ((name, type_oid), field) in described.zip(self.fields.iter()) {
+        for ((name, type_oid), field) in described.zip(self.fields.iter(line)) {
             let value = match field {
                 None => Value::Null,
                 Some(text) => parse_text(*type_oid, text, &self.types).map_err(|source| {
@@ -180,7 +180,8 @@ pub(crate) async fn copy_table(
             })?;
         }
         while batch.len() >= config.batch_changes {
-            let rest = batch.split_off(config.batch_changes);
+            let mut rest = batch.split_off(config.batch_changes);
+            rest.reserve(config.batch_changes.min(4096));
             sent += send(destination, std::mem::replace(&mut batch, rest)).await?;
         }
     }

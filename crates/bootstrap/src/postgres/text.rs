@@ -4,52 +4,64 @@
 //! [`split_row`] turns a line into its columns' bytes, unescaped, reusing the caller's buffers so
 //! that a table of any size is decoded without allocating per row.
 
+/// Where a column's bytes are: in the line itself (no escapes), or unescaped in the buffer.
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    Null,
+    Line(usize, usize),
+    Buffer(usize, usize),
+}
+
 /// The columns of one row, reused from row to row.
 #[derive(Debug, Default)]
 pub(crate) struct Fields {
-    /// Each column's unescaped bytes, back to back.
+    /// Unescaped bytes of the columns that had escapes, back to back.
     bytes: Vec<u8>,
-    /// Each column's range in `bytes`, or `None` for NULL.
-    ranges: Vec<Option<(usize, usize)>>,
+    /// Each column's place.
+    spans: Vec<Span>,
 }
 
 impl Fields {
-    /// The columns of the last row split.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = Option<&[u8]>> {
-        self.ranges
-            .iter()
-            .map(|range| range.and_then(|(start, end)| self.bytes.get(start..end)))
+    /// The columns of `line`, the row last split.
+    pub(crate) fn iter<'a>(&'a self, line: &'a [u8]) -> impl Iterator<Item = Option<&'a [u8]>> {
+        self.spans.iter().map(move |span| match *span {
+            Span::Null => None,
+            Span::Line(start, end) => line.get(start..end),
+            Span::Buffer(start, end) => self.bytes.get(start..end),
+        })
     }
 
     /// How many columns the last row had.
     pub(crate) fn len(&self) -> usize {
-        self.ranges.len()
+        self.spans.len()
     }
 }
 
-/// Splits `line` (without its newline) into `fields`. Fails on an escape the format does not
-/// have at the end of the line.
+/// Splits `line` (without its newline) into `fields`; read them back with
+/// `fields.iter(line)`. Fails on a lone backslash at the end of a value.
 pub(crate) fn split_row(line: &[u8], fields: &mut Fields) -> Result<(), &'static str> {
     fields.bytes.clear();
-    fields.ranges.clear();
+    fields.spans.clear();
+    let mut start = 0;
     for column in line.split(|byte| *byte == b'\t') {
-        if column == b"\\N" {
-            fields.ranges.push(None);
-            continue;
-        }
-        let start = fields.bytes.len();
-        unescape(column, &mut fields.bytes)?;
-        fields.ranges.push(Some((start, fields.bytes.len())));
+        let end = start + column.len();
+        let span = if column == b"\\N" {
+            Span::Null
+        } else if !column.contains(&b'\\') {
+            Span::Line(start, end)
+        } else {
+            let from = fields.bytes.len();
+            unescape(column, &mut fields.bytes)?;
+            Span::Buffer(from, fields.bytes.len())
+        };
+        fields.spans.push(span);
+        start = end + 1;
     }
     Ok(())
 }
 
 /// Appends `column` to `out` with its backslash escapes resolved.
 fn unescape(column: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
-    if !column.contains(&b'\\') {
-        out.extend_from_slice(column);
-        return Ok(());
-    }
     let mut rest = column;
     while let Some((&byte, tail)) = rest.split_first() {
         rest = tail;
@@ -111,7 +123,7 @@ mod tests {
         let mut fields = Fields::default();
         split_row(line, &mut fields).unwrap();
         fields
-            .iter()
+            .iter(line)
             .map(|field| field.map(<[u8]>::to_vec))
             .collect()
     }
@@ -149,6 +161,6 @@ mod tests {
         assert_eq!(fields.len(), 3);
         split_row(b"4", &mut fields).unwrap();
         assert_eq!(fields.len(), 1);
-        assert_eq!(fields.iter().next().unwrap().unwrap(), b"4");
+        assert_eq!(fields.iter(b"4").next().unwrap().unwrap(), b"4");
     }
 }
