@@ -142,14 +142,26 @@ impl PostgresProvider {
         cancel: &CancellationToken,
     ) -> Result<Exported, BootstrapError> {
         let limit = self.config.snapshot_timeout;
-        tokio::select! {
+        let result = tokio::select! {
             biased;
             () = cancel.cancelled() => Err(BootstrapError::Cancelled),
             // Boxed: the copy's state is large, and a future is moved on every call.
             result = bounded(Step::Snapshot, limit, Box::pin(self.run(&request.tables, output))) => {
                 result.and_then(|exported| exported)
             }
+        };
+        let (source, slot) = (&self.source.id, &self.endpoint.slot);
+        match &result {
+            Ok(exported) => tracing::info!(
+                %source, %slot, consumer = %request.consumer, rows = exported.complete.rows,
+                consistent_point = %exported.slot.consistent_point(), "snapshot complete"
+            ),
+            Err(error) => tracing::warn!(
+                %source, %slot, consumer = %request.consumer, %error,
+                "snapshot incomplete: everything it sent must be discarded"
+            ),
         }
+        result
     }
 
     async fn run(
