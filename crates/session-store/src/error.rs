@@ -174,3 +174,95 @@ fn pg_class(error: &sqlx::Error) -> ErrorClass {
         _ => ErrorClass::Permanent,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use surefoot_core_lifecycle::{Classify, ErrorClass, TimeoutError};
+
+    use super::StoreError;
+    use crate::model::{InvalidRoom, SessionId};
+
+    #[test]
+    fn every_error_has_a_code_and_a_class_a_retry_loop_can_act_on() {
+        let id = SessionId::random();
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let cases = [
+            (
+                StoreError::Conflict {
+                    id,
+                    expected: 1,
+                    actual: 2,
+                },
+                "conflict",
+                ErrorClass::Transient,
+            ),
+            (StoreError::NotFound(id), "not_found", ErrorClass::Permanent),
+            (
+                StoreError::AlreadyExists(id),
+                "already_exists",
+                ErrorClass::Permanent,
+            ),
+            (
+                StoreError::InvalidRoom(InvalidRoom(String::new())),
+                "invalid_room",
+                ErrorClass::Permanent,
+            ),
+            (
+                StoreError::PoolExhausted {
+                    pool: "p".into(),
+                    waited: Duration::ZERO,
+                    size: 1,
+                    waiting: 0,
+                },
+                "pool_exhausted",
+                ErrorClass::Transient,
+            ),
+            (
+                StoreError::Closed("p".into()),
+                "closed",
+                ErrorClass::Cancelled,
+            ),
+            (
+                StoreError::Timeout(TimeoutError::new("op", Duration::ZERO)),
+                "timeout",
+                ErrorClass::Timeout,
+            ),
+            (
+                StoreError::redis("op")(redis::RedisError::from(reset)),
+                "unavailable",
+                ErrorClass::Transient,
+            ),
+            (
+                StoreError::pg("op")(sqlx::Error::PoolTimedOut),
+                "unavailable",
+                ErrorClass::Transient,
+            ),
+            (
+                StoreError::pg("op")(sqlx::Error::PoolClosed),
+                "unavailable",
+                ErrorClass::Cancelled,
+            ),
+            (
+                StoreError::pg("op")(sqlx::Error::RowNotFound),
+                "unavailable",
+                ErrorClass::Permanent,
+            ),
+            (
+                StoreError::corrupt("x", "y"),
+                "corrupt",
+                ErrorClass::Permanent,
+            ),
+            (
+                StoreError::Config(vec!["a: b".into()]),
+                "config",
+                ErrorClass::Configuration,
+            ),
+        ];
+        for (error, code, class) in cases {
+            assert_eq!((error.code(), error.class()), (code, class), "{error}");
+            assert!(!error.to_string().is_empty());
+        }
+    }
+}

@@ -14,7 +14,7 @@ use surefoot_session_store::{PoolHealth, RoomId, SessionStore};
 use surefoot_test_support::RedisServer;
 
 use common::BOUND;
-use common::client::{Client, Frame};
+use common::client::{ChatProcess, Client, Frame};
 
 fn room(name: &str) -> RoomId {
     RoomId::new(name).unwrap()
@@ -316,4 +316,37 @@ async fn session_events_cross_nodes_through_redis() {
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(tasks.live_tasks(), 0);
     }
+}
+
+/// s_5: the binary turns SIGTERM into the same orderly stop: clients get the reconnect hint and
+/// the 1012 close, and the process exits with success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_5_the_chat_binary_stops_gracefully_on_sigterm() {
+    let redis = RedisServer::new().await.unwrap();
+    let addr = ([127, 0, 0, 1], surefoot_test_support::free_port().unwrap()).into();
+    let mut server = ChatProcess::start(addr, &redis.url()).await;
+    let mut client = Client::connect(addr).await.unwrap();
+    client.hello(None, "ann").await;
+    assert!(client.send(&ClientMsg::Join { room: room("r") }).await);
+    assert!(matches!(client.msg().await, ServerMsg::Joined { .. }));
+    let health: serde_json::Value = reqwest::get(format!("http://{addr}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    server.terminate();
+    let mut hint = None;
+    let code = loop {
+        match client.recv().await {
+            Frame::Msg(ServerMsg::Reconnect { after_ms }) => hint = Some(after_ms),
+            Frame::Msg(_) => {}
+            Frame::Closed(frame) => break frame.map(|f| u16::from(f.code)),
+            Frame::Gone => panic!("connection dropped without a close frame"),
+        }
+    };
+    assert_eq!((hint.is_some(), code), (true, Some(1012)));
+    let status = server.wait().await;
+    assert!(status.success(), "{status}");
 }

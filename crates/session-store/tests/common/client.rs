@@ -154,6 +154,20 @@ impl ChatProcess {
         process
     }
 
+    /// SIGTERM: ask for a graceful stop.
+    pub(crate) fn terminate(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id().unwrap()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub(crate) async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(BOUND, self.child.wait())
+            .await
+            .expect("chat server did not exit")
+            .unwrap()
+    }
+
     /// SIGKILL, and wait until it is gone.
     pub(crate) async fn kill(&mut self) {
         self.child.kill().await.unwrap();
