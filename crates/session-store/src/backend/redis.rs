@@ -11,7 +11,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
-use super::redis_scripts as lua;
+use super::redis_scripts::Scripts;
+
 use crate::StoreError;
 use crate::config::StoreConfig;
 use crate::model::{
@@ -35,31 +36,6 @@ pub struct RedisStore {
     prefix: String,
     max_len: usize,
     scripts: Scripts,
-}
-
-#[derive(Debug)]
-struct Scripts {
-    insert: Script,
-    save: Script,
-    touch: Script,
-    heartbeat: Script,
-    presence: Script,
-    publish: Script,
-    history: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Self {
-            insert: Script::new(lua::INSERT),
-            save: Script::new(lua::SAVE),
-            touch: Script::new(lua::TOUCH),
-            heartbeat: Script::new(&lua::heartbeat()),
-            presence: Script::new(&lua::presence()),
-            publish: Script::new(&lua::publish()),
-            history: Script::new(&lua::history()),
-        }
-    }
 }
 
 impl RedisStore {

@@ -1,5 +1,7 @@
 //! The Lua scripts that make each Redis operation one atomic step.
 
+use redis::Script;
+
 /// KEYS: session. ARGV: version, data, expires_ms. Returns 1 if inserted, 0 if the id is taken.
 pub(super) const INSERT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -116,4 +118,30 @@ end
 return {{top, epoch, earliest, entries}}
 "
     )
+}
+
+/// Every script, hashed once.
+#[derive(Debug)]
+pub(super) struct Scripts {
+    pub(super) insert: Script,
+    pub(super) save: Script,
+    pub(super) touch: Script,
+    pub(super) heartbeat: Script,
+    pub(super) presence: Script,
+    pub(super) publish: Script,
+    pub(super) history: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            insert: Script::new(INSERT),
+            save: Script::new(SAVE),
+            touch: Script::new(TOUCH),
+            heartbeat: Script::new(&heartbeat()),
+            presence: Script::new(&presence()),
+            publish: Script::new(&publish()),
+            history: Script::new(&history()),
+        }
+    }
 }

@@ -12,12 +12,10 @@ use futures::StreamExt;
 use surefoot_core_lifecycle::CancellationToken;
 use tokio_stream::StreamMap;
 use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::boundary::refused;
 use super::context::ChatContext;
-use super::protocol::{ClientMsg, ServerMsg};
-use crate::model::{Message, PresenceMember, RoomId, SessionId};
+use super::protocol::ServerMsg;
+use crate::model::{Message, RoomId, SessionId};
 use crate::store::expiry_in;
 
 /// Websocket close code 1012: the service is restarting; reconnect.
@@ -31,22 +29,22 @@ pub enum ConnectionError {
     Send(String),
 }
 
-type Feed = BroadcastStream<Arc<Message>>;
+pub(super) type Feed = BroadcastStream<Arc<Message>>;
 
 #[derive(Debug, Clone)]
-struct Cursor {
-    offset: u64,
-    epoch: String,
+pub(super) struct Cursor {
+    pub(super) offset: u64,
+    pub(super) epoch: String,
 }
 
 /// A connection's state; owned by its task, so no lock.
 pub(crate) struct Connection {
-    ctx: Arc<ChatContext>,
-    socket: WebSocket,
-    session: Option<(SessionId, String)>,
-    rooms: BTreeSet<RoomId>,
-    feeds: StreamMap<RoomId, Feed>,
-    cursors: HashMap<RoomId, Cursor>,
+    pub(super) ctx: Arc<ChatContext>,
+    pub(super) socket: WebSocket,
+    pub(super) session: Option<(SessionId, String)>,
+    pub(super) rooms: BTreeSet<RoomId>,
+    pub(super) feeds: StreamMap<RoomId, Feed>,
+    pub(super) cursors: HashMap<RoomId, Cursor>,
 }
 
 impl Connection {
@@ -132,7 +130,10 @@ impl Connection {
         Ok(())
     }
 
-    async fn send_all(&mut self, messages: Vec<ServerMsg>) -> Result<(), ConnectionError> {
+    pub(super) async fn send_all(
+        &mut self,
+        messages: Vec<ServerMsg>,
+    ) -> Result<(), ConnectionError> {
         for message in messages {
             self.send(message).await?;
         }
@@ -153,269 +154,7 @@ impl Connection {
             .map_err(|e| ConnectionError::Send(e.to_string()))
     }
 
-    async fn handle_text(&mut self, text: &str) -> Vec<ServerMsg> {
-        let request: ClientMsg = match serde_json::from_str(text) {
-            Ok(request) => request,
-            Err(error) => {
-                self.ctx.boundary.count("bad_request");
-                return vec![refused("unknown", "bad_request", error.to_string())];
-            }
-        };
-        let name = request.name();
-        let outcome = match request {
-            ClientMsg::Hello { session, user } => self.hello(session, user).await,
-            other => match self.session.clone() {
-                None => Err(refused(name, "no_session", "send hello first")),
-                Some(session) => self.handle(session, other).await,
-            },
-        };
-        outcome.unwrap_or_else(|error| vec![error])
-    }
-
-    async fn handle(
-        &mut self,
-        (id, user): (SessionId, String),
-        request: ClientMsg,
-    ) -> Result<Vec<ServerMsg>, ServerMsg> {
-        let name = request.name();
-        match request {
-            ClientMsg::Hello { .. } => Err(refused(name, "bad_request", "hello sent twice")),
-            ClientMsg::Join { room } => self.join(id, user, room).await,
-            ClientMsg::Resume {
-                room,
-                offset,
-                epoch,
-            } => {
-                self.require_member(name, &room)?;
-                self.resume(id, room, offset, epoch).await
-            }
-            ClientMsg::Leave { room } => {
-                let ctx = self.ctx.clone();
-                let session = ctx
-                    .boundary
-                    .run(name, true, || ctx.store.leave(id, &room))
-                    .await?;
-                self.rooms = session.rooms;
-                self.feeds.remove(&room);
-                self.cursors.remove(&room);
-                ctx.events.left(id, &room);
-                Ok(vec![ServerMsg::Left { room }])
-            }
-            ClientMsg::Publish {
-                room,
-                id: request_id,
-                body,
-            } => {
-                self.require_member(name, &room)?;
-                let ctx = self.ctx.clone();
-                let message = ctx
-                    .boundary
-                    .run(name, false, || ctx.store.publish(&room, &body))
-                    .await?;
-                ctx.metrics.published.add(1, ctx.metrics.labels());
-                let reply = ServerMsg::Published {
-                    id: request_id,
-                    offset: message.offset,
-                    epoch: message.epoch.clone(),
-                };
-                ctx.hub.send(message);
-                Ok(vec![reply])
-            }
-            ClientMsg::Presence { room } => {
-                let ctx = self.ctx.clone();
-                let members = ctx
-                    .boundary
-                    .run(name, true, || ctx.store.presence(&room))
-                    .await?;
-                Ok(vec![ServerMsg::Presence { room, members }])
-            }
-        }
-    }
-
-    fn require_member(&self, request: &str, room: &RoomId) -> Result<(), ServerMsg> {
-        if self.rooms.contains(room) {
-            Ok(())
-        } else {
-            Err(refused(request, "not_joined", format!("join {room} first")))
-        }
-    }
-
-    async fn hello(
-        &mut self,
-        session: Option<String>,
-        user: String,
-    ) -> Result<Vec<ServerMsg>, ServerMsg> {
-        if self.session.is_some() {
-            return Err(refused("hello", "bad_request", "hello sent twice"));
-        }
-        let ctx = self.ctx.clone();
-        let wanted: Option<SessionId> = session.and_then(|s| s.parse().ok());
-        let (session, resumed) = ctx
-            .boundary
-            .run("hello", true, || ctx.open_session(wanted, &user))
-            .await?;
-        self.session = Some((session.id, session.user.clone()));
-        self.rooms = session.rooms.clone();
-        let mut out = vec![ServerMsg::Welcome {
-            session: session.id.to_string(),
-            rooms: session.rooms.iter().cloned().collect(),
-            resumed,
-        }];
-        out.extend(self.heartbeat().await);
-        Ok(out)
-    }
-
-    async fn join(
-        &mut self,
-        id: SessionId,
-        user: String,
-        room: RoomId,
-    ) -> Result<Vec<ServerMsg>, ServerMsg> {
-        let ctx = self.ctx.clone();
-        // Subscribe before reading the position, so nothing published in between is missed.
-        let feed = BroadcastStream::new(ctx.hub.subscribe(&room));
-        let member = self.member(id, user);
-        let (session, top) = ctx
-            .boundary
-            .run("join", true, || async {
-                let session = ctx.store.join(id, &room).await?;
-                ctx.store.heartbeat(&room, &member).await?;
-                let top = ctx.store.position(&room).await?;
-                Ok((session, top))
-            })
-            .await?;
-        self.rooms = session.rooms;
-        self.feeds.insert(room.clone(), feed);
-        self.cursors.insert(
-            room.clone(),
-            Cursor {
-                offset: top.offset,
-                epoch: top.epoch.clone(),
-            },
-        );
-        ctx.events.joined(id, &room);
-        Ok(vec![ServerMsg::Joined {
-            room,
-            offset: top.offset,
-            epoch: top.epoch,
-        }])
-    }
-
-    async fn resume(
-        &mut self,
-        id: SessionId,
-        room: RoomId,
-        offset: u64,
-        epoch: String,
-    ) -> Result<Vec<ServerMsg>, ServerMsg> {
-        let ctx = self.ctx.clone();
-        let feed = BroadcastStream::new(ctx.hub.subscribe(&room));
-        let limit = ctx.config.resume_limit;
-        let resume = ctx
-            .boundary
-            .run("resume", true, || {
-                ctx.store.resume(id, &room, offset, &epoch, limit)
-            })
-            .await?;
-        let recovered = if resume.recovered { "true" } else { "false" };
-        let mut labels = ctx.metrics.labels().to_vec();
-        labels.push(opentelemetry::KeyValue::new("recovered", recovered));
-        ctx.metrics.resumes.add(1, &labels);
-        let delivered = resume
-            .messages
-            .last()
-            .map_or(resume.top.offset, |m| m.offset);
-        self.feeds.insert(room.clone(), feed);
-        self.cursors.insert(
-            room.clone(),
-            Cursor {
-                offset: delivered,
-                epoch: resume.top.epoch.clone(),
-            },
-        );
-        Ok(vec![ServerMsg::Resumed {
-            room,
-            recovered: resume.recovered,
-            messages: resume.messages,
-            offset: resume.top.offset,
-            epoch: resume.top.epoch,
-        }])
-    }
-
-    fn member(&self, session: SessionId, user: String) -> PresenceMember {
-        PresenceMember {
-            session,
-            user,
-            expires_at: expiry_in(self.ctx.config.presence_ttl),
-        }
-    }
-
-    async fn deliver(
-        &mut self,
-        room: RoomId,
-        item: Result<Arc<Message>, BroadcastStreamRecvError>,
-    ) -> Vec<ServerMsg> {
-        let Some(cursor) = self.cursors.get_mut(&room) else {
-            return Vec::new();
-        };
-        if let Ok(message) = &item
-            && message.epoch == cursor.epoch
-        {
-            if message.offset <= cursor.offset {
-                return Vec::new();
-            }
-            if message.offset == cursor.offset + 1 {
-                cursor.offset = message.offset;
-                return vec![ServerMsg::Message(Message::clone(message))];
-            }
-        }
-        self.fill(room).await
-    }
-
-    /// Sends what the cursor is missing from history: after a gap, a lag or an epoch change.
-    async fn fill(&mut self, room: RoomId) -> Vec<ServerMsg> {
-        let ctx = self.ctx.clone();
-        let limit = ctx.config.resume_limit;
-        let mut out = Vec::new();
-        for _ in 0..16 {
-            let Some(cursor) = self.cursors.get_mut(&room) else {
-                break;
-            };
-            let from = cursor.offset;
-            let page = match ctx
-                .boundary
-                .run("deliver", true, || ctx.store.history(&room, from, limit))
-                .await
-            {
-                Ok(page) => page,
-                Err(error) => {
-                    out.push(error);
-                    break;
-                }
-            };
-            if page.top.epoch != cursor.epoch {
-                tracing::info!(%room, old = %cursor.epoch, new = %page.top.epoch, "room history has a new epoch");
-                *cursor = Cursor {
-                    offset: 0,
-                    epoch: page.top.epoch.clone(),
-                };
-                continue;
-            }
-            let full = page.messages.len() >= limit;
-            for message in page.messages {
-                if message.offset > cursor.offset {
-                    cursor.offset = message.offset;
-                    out.push(ServerMsg::Message(message));
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        out
-    }
-
-    async fn heartbeat(&mut self) -> Vec<ServerMsg> {
+    pub(super) async fn heartbeat(&mut self) -> Vec<ServerMsg> {
         let Some((id, user)) = self.session.clone() else {
             return Vec::new();
         };

@@ -6,8 +6,10 @@ mod boundary;
 mod config;
 mod connection;
 mod context;
+mod delivery;
 mod hub;
 pub mod protocol;
+mod requests;
 mod server;
 
 pub use boundary::{Boundary, refused};
