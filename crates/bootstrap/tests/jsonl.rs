@@ -1,7 +1,7 @@
 //! The JSONL file provider against real files: good, bad, empty, large, cancelled.
 
 // Test code: a failed unwrap is the test failing, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::io::Write;
 use std::path::Path;

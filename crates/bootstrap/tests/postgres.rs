@@ -2,7 +2,7 @@
 //! checked, and how a bad name, a bad snapshot or a silent server fail.
 
 // Test code: a failed unwrap is the test failing, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::time::{Duration, Instant};
 
