@@ -41,7 +41,7 @@ fn tracked(tracker: &AckTracker, outcomes: &Outcomes, seq: u64) -> AckToken {
 async fn d_c2_stop_acknowledges_exactly_the_applied_and_restart_delivers_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = Fanout::new("query");
-    let recorder = Arc::new(Recorder::new(Duration::from_millis(5)));
+    let recorder = Arc::new(Recorder::new(Duration::from_millis(4)));
     let tracker = AckTracker::new(None);
     let outcomes = Outcomes::default();
 
@@ -55,7 +55,7 @@ async fn d_c2_stop_acknowledges_exactly_the_applied_and_restart_delivers_the_res
         assert_eq!(reached, 1);
     }
     let summary = first.stop(Duration::from_secs(1)).await;
-    assert!(!summary.drained, "500 items of 5 ms drained within 1 s");
+    assert!(!summary.drained, "500 items of 4 ms drained within 1 s");
     assert!(summary.aborted.is_empty(), "{summary:?}");
     assert_eq!(first.live_tasks(), 0);
     assert_eq!(first.status(), Status::Stopped);
