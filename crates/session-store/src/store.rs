@@ -36,7 +36,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Stores `session` if the stored version is still `session.version` and returns it with
     /// the next version; otherwise [`StoreError::Conflict`] (or [`StoreError::NotFound`]).
-    /// Two requests that loaded the same version can never both succeed.
+    /// Two requests that loaded the same version can never both succeed. The expiry kept is the
+    /// later of the stored and the given one, so saving a copy loaded before a
+    /// [`touch`](SessionStore::touch) does not undo it; use `touch` to shorten an expiry.
     async fn save(&self, session: &Session) -> Result<Session, StoreError>;
 
     /// Moves the session's expiry to `expires_at` without touching its data or version.

@@ -119,6 +119,16 @@ async fn touch_refreshes_without_rewriting(store: &dyn SessionStore) {
         store.backend(),
         stored.expires_at
     );
+    // A save of the copy loaded before the touch keeps the later expiry (no lost touch).
+    let saved = store.save(&session).await.unwrap();
+    let kept = store.load(session.id).await.unwrap().unwrap();
+    assert!(
+        (kept.expires_at - later).num_milliseconds().abs() <= 1,
+        "{}: touch undone by save",
+        store.backend()
+    );
+    assert_eq!(saved.expires_at, kept.expires_at);
+    assert_eq!(kept.version, session.version + 1);
 }
 
 /// Expiry: a session whose time has passed is gone for load, touch and save; one that lapses

@@ -133,6 +133,8 @@ impl SessionStore for MemoryStore {
             }
             let mut saved = session.clone();
             saved.version += 1;
+            // A save of an older copy never undoes a touch.
+            saved.expires_at = saved.expires_at.max(stored.expires_at);
             *stored = saved.clone();
             Ok(saved)
         })

@@ -178,8 +178,12 @@ impl SessionStore for PgStore {
                     let v: i64 = row
                         .try_get(0)
                         .map_err(|e| StoreError::corrupt("version", e))?;
+                    let expires_at = row
+                        .try_get(1)
+                        .map_err(|e| StoreError::corrupt("expiry", e))?;
                     return Ok(Session {
                         version: u64::try_from(v).unwrap_or(0),
+                        expires_at,
                         ..session.clone()
                     });
                 }

@@ -10,8 +10,11 @@ pub(super) const INSERT: &str = "INSERT INTO sf_sessions (id, record, version, e
 pub(super) const LOAD: &str =
     "SELECT record, version, expires_at FROM sf_sessions WHERE id = $1 AND expires_at > now()";
 
-pub(super) const SAVE: &str = "UPDATE sf_sessions SET record = $2, version = version + 1, expires_at = $4 \
-     WHERE id = $1 AND version = $3 AND expires_at > now() RETURNING version";
+/// The expiry kept is the later of the stored and the given one: a save of an older copy never
+/// undoes a touch.
+pub(super) const SAVE: &str = "UPDATE sf_sessions SET record = $2, version = version + 1, \
+         expires_at = GREATEST(expires_at, $4) \
+     WHERE id = $1 AND version = $3 AND expires_at > now() RETURNING version, expires_at";
 
 pub(super) const VERSION: &str =
     "SELECT version FROM sf_sessions WHERE id = $1 AND expires_at > now()";

@@ -222,12 +222,13 @@ impl SessionStore for RedisStore {
             data,
             millis(session.expires_at),
         ];
-        let (status, version): (i64, u64) = self
+        let (status, version, expires): (i64, u64, i64) = self
             .script("save session", &self.scripts.save, &keys, &args)
             .await?;
         match status {
             0 => Ok(Session {
                 version,
+                expires_at: from_millis(expires),
                 ..session.clone()
             }),
             1 => Err(StoreError::NotFound(session.id)),

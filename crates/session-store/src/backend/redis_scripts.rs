@@ -10,16 +10,21 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
 ";
 
-/// KEYS: session. ARGV: expected version, data, expires_ms.
-/// Returns {0, new version} | {1, 0} (not found) | {2, stored version} (conflict).
+/// KEYS: session. ARGV: expected version, data, expires_ms. The expiry kept is the later of
+/// the stored and the given one, so a save of an older copy never undoes a touch.
+/// Returns {0, new version, expires_ms} | {1, 0, 0} (not found) | {2, stored version, 0}
+/// (conflict).
 pub(super) const SAVE: &str = r"
-local v = redis.call('HGET', KEYS[1], 'v')
-if not v then return {1, 0} end
-if v ~= ARGV[1] then return {2, tonumber(v)} end
+local stored = redis.call('HMGET', KEYS[1], 'v', 'e')
+local v = stored[1]
+if not v then return {1, 0, 0} end
+if v ~= ARGV[1] then return {2, tonumber(v), 0} end
 local nv = tonumber(v) + 1
-redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'd', ARGV[2], 'e', ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-return {0, nv}
+local e = ARGV[3]
+if stored[2] and tonumber(stored[2]) > tonumber(e) then e = stored[2] end
+redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'd', ARGV[2], 'e', e)
+redis.call('PEXPIREAT', KEYS[1], e)
+return {0, nv, tonumber(e)}
 ";
 
 /// KEYS: session. ARGV: expires_ms. Returns 1 if the session existed.
