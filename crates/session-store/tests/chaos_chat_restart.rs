@@ -232,8 +232,15 @@ async fn scenario(name: &str, store_url: &str, store: &dyn SessionStore) {
         targets_tx.send(Some(tops.clone())).unwrap();
         (restarted, tops)
     };
-    let (outcomes, (_restarted, tops)) =
+    let (outcomes, (mut restarted, tops)) =
         tokio::join!(futures::future::join_all(clients), controller);
+    // The restarted server stops gracefully: its clients are told to reconnect.
+    restarted.terminate();
+    let status = restarted.wait().await;
+    assert!(
+        status.success(),
+        "{name}: restarted server exited with {status}"
+    );
     verify(name, store, &outcomes, &tops).await;
     eprintln!("{name}: finished in {:?}", started.elapsed());
 }

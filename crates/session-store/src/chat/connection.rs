@@ -60,8 +60,19 @@ impl Connection {
     }
 
     /// Serves the client until it leaves or `cancel` fires; on cancel it tells the client to
-    /// reconnect and closes with code 1012.
-    pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<(), ConnectionError> {
+    /// reconnect and closes with code 1012. A client that vanishes (a send fails) ends the
+    /// connection normally: that is the client leaving, logged, not a failure of the server.
+    pub(crate) async fn run(self, cancel: CancellationToken) -> Result<(), ConnectionError> {
+        match self.serve(cancel).await {
+            Err(ConnectionError::Send(reason)) => {
+                tracing::info!(%reason, "client gone; connection ended");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn serve(mut self, cancel: CancellationToken) -> Result<(), ConnectionError> {
         let mut heartbeat = tokio::time::interval(self.ctx.config.heartbeat_interval);
         heartbeat.tick().await;
         let mut last_heard = tokio::time::Instant::now();
