@@ -350,3 +350,87 @@ async fn s_5_the_chat_binary_stops_gracefully_on_sigterm() {
     let status = server.wait().await;
     assert!(status.success(), "{status}");
 }
+
+/// Live delivery is by offset: a message stored behind the hub's back (another node) is filled
+/// from history, pipelined publishes arrive once each in order, and after the history is
+/// deleted the reader follows the new epoch from offset 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_delivery_fills_gaps_and_follows_a_new_epoch() {
+    let store: Arc<dyn SessionStore> = Arc::new(common::memory(1000));
+    let server = start(store.clone(), |_| {}).await;
+    let lobby = room("lobby");
+    let mut reader = Client::connect(server.local_addr()).await.unwrap();
+    let mut writer = Client::connect(server.local_addr()).await.unwrap();
+    for client in [&mut reader, &mut writer] {
+        client.hello(None, "u").await;
+        assert!(
+            client
+                .send(&ClientMsg::Join {
+                    room: lobby.clone()
+                })
+                .await
+        );
+        let ServerMsg::Joined { offset: 0, .. } = client.msg().await else {
+            panic!("joined at 0")
+        };
+    }
+    let publish = |id: u64| ClientMsg::Publish {
+        room: room("lobby"),
+        id,
+        body: serde_json::json!(id),
+    };
+
+    // Another node's message: stored, never sent through this node's hub.
+    let elsewhere = store
+        .publish(&lobby, &serde_json::json!("elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.offset, 1);
+    for id in 0..30 {
+        assert!(writer.send(&publish(id)).await);
+    }
+    let mut offsets = Vec::new();
+    let mut first_body = None;
+    while offsets.len() < 31 {
+        if let ServerMsg::Message(m) = reader.msg().await {
+            first_body.get_or_insert(m.body.clone());
+            offsets.push(m.offset);
+        }
+    }
+    assert_eq!(offsets, (1..=31).collect::<Vec<u64>>());
+    assert_eq!(first_body, Some(serde_json::json!("elsewhere")));
+
+    let old = store.position(&lobby).await.unwrap().epoch;
+    store.delete_history(&lobby).await.unwrap();
+    assert!(writer.send(&publish(99)).await);
+    let message = loop {
+        if let ServerMsg::Message(m) = reader.msg().await {
+            break m;
+        }
+    };
+    assert_ne!(message.epoch, old);
+    assert_eq!((message.offset, message.body), (1, serde_json::json!(99)));
+
+    // A resume from the old epoch is answered honestly.
+    assert!(
+        reader
+            .send(&ClientMsg::Resume {
+                room: lobby.clone(),
+                offset: 31,
+                epoch: old
+            })
+            .await
+    );
+    let resumed = loop {
+        if let ServerMsg::Resumed {
+            recovered,
+            messages,
+            ..
+        } = reader.msg().await
+        {
+            break (recovered, messages.len());
+        }
+    };
+    assert_eq!(resumed, (false, 1));
+    server.stop(Duration::from_secs(5)).await;
+}
