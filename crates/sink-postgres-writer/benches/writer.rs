@@ -10,7 +10,12 @@
 //! - limit: one `COPY ... FROM STDIN` (text format) of the same rows into an identical table,
 //!   in one transaction, rows formatted before the clock starts.
 //!
+//! - also printed: the same rows through `PostgresWriter::apply` directly, 5,000 changes per
+//!   call, without the sink loop (to tell the loop's cost from the apply's).
+//!
 //! Each side runs `REPS` times, alternating, into freshly truncated tables; medians reported.
+//! Every run's positions lie above the previous run's, so nothing is skipped as already applied.
+//! `SUREFOOT_BENCH_MAX_ROWS` sets the sink transaction's row limit (default 5,000).
 //! Never asserts a speed. Run: `cargo bench -p surefoot-sink-postgres-writer --bench writer`
 
 // A benchmark program: it reports on stdout, and a failed unwrap is the run failing.
@@ -88,7 +93,7 @@ async fn ours(writer: &PostgresWriter, rep: usize) -> Duration {
         .execute(writer.pool())
         .await
         .unwrap();
-    let prepared = batches(rep);
+    let prepared = batches(2 * rep);
     let (sender, receiver) = batch_channel(256);
     let started = Instant::now();
     let send = async move {
@@ -98,6 +103,22 @@ async fn ours(writer: &PostgresWriter, rep: usize) -> Duration {
     };
     let ((), applied) = tokio::join!(send, writer.run(receiver, CancellationToken::new()));
     applied.unwrap();
+    started.elapsed()
+}
+
+/// The same batches through `PostgresWriter::apply`, 1,000 batches (5,000 changes) per call,
+/// without the sink loop and its channel.
+async fn direct(writer: &PostgresWriter, rep: usize) -> Duration {
+    sqlx::raw_sql("TRUNCATE mirror_target")
+        .execute(writer.pool())
+        .await
+        .unwrap();
+    let prepared = batches(2 * rep + 1);
+    let started = Instant::now();
+    for chunk in prepared.chunks(1_000) {
+        let refs: Vec<&Batch> = chunk.iter().collect();
+        writer.apply(&refs).await.unwrap();
+    }
     started.elapsed()
 }
 
@@ -141,7 +162,10 @@ async fn run() {
             key: vec!["id".into()],
         },
     ));
-    config.batch.max_rows = 5_000;
+    config.batch.max_rows = std::env::var("SUREFOOT_BENCH_MAX_ROWS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(5_000);
     config.batch.max_latency = Duration::from_millis(5);
     let writer = PostgresWriter::builder(config).connect().await.unwrap();
     sqlx::raw_sql(
@@ -151,17 +175,24 @@ async fn run() {
     .execute(writer.pool())
     .await
     .unwrap();
-    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    let (mut mine, mut theirs, mut direct_runs) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..REPS {
         theirs.push(copy(&url).await);
         mine.push(ours(&writer, rep).await);
+        direct_runs.push(direct(&writer, rep).await);
         println!(
-            "rep {rep}: mirror {:.0} rows/s, COPY {:.0} rows/s",
+            "rep {rep}: mirror {:.0} rows/s (apply() directly {:.0}), COPY {:.0} rows/s",
             rate(mine[rep]),
+            rate(direct_runs[rep]),
             rate(theirs[rep])
         );
     }
-    let (mine, theirs) = (median(mine), median(theirs));
+    let (mine, theirs, direct_median) = (median(mine), median(theirs), median(direct_runs));
+    println!(
+        "apply() directly: {:.0} rows/s, ratio {:.2}",
+        rate(direct_median),
+        rate(direct_median) / rate(theirs)
+    );
     println!(
         "| workload | rows | mirror (rows/s) | COPY (rows/s) | ratio (mirror/COPY) |\n\
          |---|---:|---:|---:|---:|\n\

@@ -1,6 +1,6 @@
 //! Serialising updates to one entity (FINDINGS W-6).
 //!
-//! Mirror mode needs nothing extra: `INSERT ... ON CONFLICT` and `DELETE` take row locks on the
+//! Mirror mode needs nothing extra: `UPDATE`, `DELETE` and the unique index of `INSERT` lock the
 //! keys they touch, and writers of one (sink, source) are serialised by the checkpoint row lock.
 //! Custom handlers that update aggregates (seed 003's cascades) often touch rows that may not
 //! exist yet, which row locks cannot cover; for them [`EntityLocks`] takes transaction-scoped

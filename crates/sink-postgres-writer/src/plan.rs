@@ -8,6 +8,7 @@
 //! same flush, else from the change's `before` row (replica identity `FULL`); what is still
 //! unchanged is left out of the statement, so the target keeps its stored value.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use surefoot_core_model::{Change, Operation, Row, Value};
@@ -19,31 +20,32 @@ pub(crate) type KeyText = Vec<Option<String>>;
 
 /// What happens to one key.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Effect {
+pub(crate) enum Effect<'a> {
     /// The row is removed.
     Delete,
-    /// The row is inserted or updated with these columns (some may still be unchanged).
-    Upsert(Row),
+    /// The row is inserted or updated with these columns (some may still be unchanged);
+    /// borrowed from the change unless unchanged values had to be filled in (FINDINGS W-23).
+    Upsert(Cow<'a, Row>),
 }
 
 /// The net effect of a flush on one mirror table.
 #[derive(Debug, Default)]
-pub(crate) struct MirrorPlan {
+pub(crate) struct MirrorPlan<'a> {
     /// Remove every row first.
     pub(crate) truncate: bool,
     /// Keys in first-seen order.
     pub(crate) order: Vec<KeyText>,
     /// Effect per key.
-    pub(crate) effects: HashMap<KeyText, Effect>,
+    pub(crate) effects: HashMap<KeyText, Effect<'a>>,
 }
 
-impl MirrorPlan {
+impl<'a> MirrorPlan<'a> {
     /// Folds `change` into the plan. `Err` says why the change cannot be applied.
-    pub(crate) fn add(&mut self, change: &Change, key: &[String]) -> Result<(), String> {
+    pub(crate) fn add(&mut self, change: &'a Change, key: &[String]) -> Result<(), String> {
         match &change.operation {
             Operation::Insert { after } => {
                 let new = key_of(after, key)?;
-                self.set(new, Effect::Upsert(after.clone()));
+                self.set(new, Effect::Upsert(Cow::Borrowed(after)));
             }
             Operation::Update {
                 key: old,
@@ -55,10 +57,14 @@ impl MirrorPlan {
                 let moved = old.as_ref().filter(|old| **old != new);
                 let prior_key = moved.unwrap_or(&new);
                 let prior = match self.effects.get(prior_key) {
-                    Some(Effect::Upsert(row)) => Some(row),
+                    Some(Effect::Upsert(row)) => Some(row.as_ref()),
                     _ => None,
                 };
-                let merged = fill_unchanged(after, prior, before.as_ref());
+                let merged = if after.columns().iter().any(|c| c.value.is_unchanged()) {
+                    Cow::Owned(fill_unchanged(after, prior, before.as_ref()))
+                } else {
+                    Cow::Borrowed(after)
+                };
                 if let Some(old) = moved.cloned() {
                     if merged.columns().iter().any(|c| c.value.is_unchanged()) {
                         return Err("the key changed and an unchanged TOAST column's value is \
@@ -85,7 +91,7 @@ impl MirrorPlan {
         Ok(())
     }
 
-    fn set(&mut self, key: KeyText, effect: Effect) {
+    fn set(&mut self, key: KeyText, effect: Effect<'a>) {
         if self.effects.insert(key.clone(), effect).is_none() {
             self.order.push(key);
         }
@@ -170,14 +176,17 @@ mod tests {
         }
         let k = |id: &str| vec![Some(id.to_owned())];
         assert_eq!(plan.order, [k("1"), k("2"), k("3")]);
-        assert_eq!(plan.effects[&k("1")], Effect::Upsert(row(1, text("big"))));
+        assert_eq!(
+            plan.effects[&k("1")],
+            Effect::Upsert(Cow::Owned(row(1, text("big"))))
+        );
         assert_eq!(
             plan.effects[&k("2")],
-            Effect::Upsert(row(2, Value::Unchanged))
+            Effect::Upsert(Cow::Owned(row(2, Value::Unchanged)))
         );
         assert_eq!(plan.effects[&k("3")], Effect::Delete);
-        plan.add(&Change::truncate(Position::Sequence(6), t()), &key())
-            .unwrap();
+        let truncate = Change::truncate(Position::Sequence(6), t());
+        plan.add(&truncate, &key()).unwrap();
         assert!(plan.truncate && plan.effects.is_empty());
     }
 

@@ -25,7 +25,7 @@ pub(crate) async fn apply(
     conn: &mut PgConnection,
     table: &TargetTable,
     key: &[String],
-    plan: MirrorPlan,
+    plan: MirrorPlan<'_>,
 ) -> Result<MirrorStats, WriterError> {
     let mut stats = MirrorStats::default();
     if plan.truncate {
@@ -34,6 +34,9 @@ pub(crate) async fn apply(
     }
     let mut deletes: Vec<Vec<Option<String>>> = vec![Vec::new(); key.len()];
     let mut upserts: HashMap<Vec<Arc<str>>, Vec<Vec<Option<String>>>> = HashMap::new();
+    // The group of the previous row: rows of one table nearly always share their columns, so
+    // the group is found by comparing names, without building a key per row.
+    let mut last: Option<Vec<Arc<str>>> = None;
     for key_text in &plan.order {
         match &plan.effects[key_text] {
             Effect::Delete => {
@@ -43,16 +46,22 @@ pub(crate) async fn apply(
                 stats.deleted += 1;
             }
             Effect::Upsert(row) => {
-                let present: Vec<_> = row
-                    .columns()
-                    .iter()
-                    .filter(|c| !c.value.is_unchanged())
-                    .collect();
-                let names: Vec<Arc<str>> = present.iter().map(|c| c.name.clone()).collect();
-                let arrays = upserts
-                    .entry(names)
-                    .or_insert_with(|| vec![Vec::new(); present.len()]);
-                for (array, column) in arrays.iter_mut().zip(&present) {
+                let present = || row.columns().iter().filter(|c| !c.value.is_unchanged());
+                let same = last.as_ref().is_some_and(|names| {
+                    names.len() == present().count()
+                        && names.iter().zip(present()).all(|(n, c)| *n == c.name)
+                });
+                if !same {
+                    last = Some(present().map(|c| c.name.clone()).collect());
+                }
+                let names = last.as_ref().map_or(&[][..], Vec::as_slice);
+                let arrays = match upserts.get_mut(names) {
+                    Some(arrays) => arrays,
+                    None => upserts
+                        .entry(names.to_vec())
+                        .or_insert_with(|| vec![Vec::new(); names.len()]),
+                };
+                for (array, column) in arrays.iter_mut().zip(present()) {
                     array.push(text_form(&column.value));
                 }
                 stats.upserted += 1;
@@ -154,24 +163,17 @@ fn upsert_sql(
         "WITH u AS (SELECT {} FROM unnest({params}) AS u({aliases}))",
         casts.join(", ")
     );
-    let outputs: Vec<&str> = key_refs.iter().map(|(c, _)| c.as_str()).collect();
-    let existing = if sets.is_empty() {
-        format!("SELECT 1 FROM {target} AS t WHERE {}", on("t"))
-    } else {
-        format!("SELECT 1 FROM upd WHERE {}", on("upd"))
-    };
+    // The insert sees the table as it was before the update (one statement, one snapshot), so
+    // the keys that existed are exactly those the update touched; probing the key's index is
+    // cheap, while an anti-join against the update's output may be planned as a nested loop.
+    let existing = format!("SELECT 1 FROM {target} AS t WHERE {}", on("t"));
     let update = if sets.is_empty() {
         String::new()
     } else {
         format!(
-            ", upd AS (UPDATE {target} AS t SET {} FROM u WHERE {} RETURNING {})",
+            ", upd AS (UPDATE {target} AS t SET {} FROM u WHERE {})",
             sets.join(", "),
             on("t"),
-            outputs
-                .iter()
-                .map(|c| format!("t.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
         )
     };
     let list: Vec<String> = (1..=names.len()).map(|i| format!("c{i}")).collect();

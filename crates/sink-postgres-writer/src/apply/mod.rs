@@ -54,7 +54,7 @@ struct CustomCall<'a> {
 
 #[derive(Default)]
 struct Work<'a> {
-    plans: BTreeMap<QualifiedName, (Vec<String>, MirrorPlan)>,
+    plans: BTreeMap<QualifiedName, (Vec<String>, MirrorPlan<'a>)>,
     events: ChangeRows,
     dead: ChangeRows,
     custom: Vec<CustomCall<'a>>,
