@@ -2,7 +2,7 @@
 //!
 //! A backend with `size` connections admits `size` operations at once. An operation that finds
 //! none free waits up to the acquire timeout, then fails with
-//! [`StoreError::PoolExhausted`](crate::StoreError::PoolExhausted), counts
+//! [`crate::StoreError::PoolExhausted`], counts
 //! `surefoot.session_store.pool.exhausted` and marks the pool degraded for a while (FINDINGS
 //! S-2). Waiters are counted, so health shows them while they wait.
 
