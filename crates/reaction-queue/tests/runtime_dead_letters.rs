@@ -197,3 +197,44 @@ async fn transient_failures_are_retried_then_delivered() {
         (4, 1, 0)
     );
 }
+
+/// A dead letter that cannot be written leaves the batch unacknowledged (redelivered), never
+/// dropped.
+#[tokio::test]
+async fn unwritable_dead_letter_leaves_the_batch_unacknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Fanout::new("query");
+    let mut recorder = Recorder::new(Duration::ZERO);
+    recorder.poison.insert(1);
+    let recorder = Arc::new(recorder);
+    let runtime = ReactionRuntime::new(
+        RuntimeConfig::new("unwritable", 8).with_retry(quick_retries()),
+        Arc::clone(&recorder) as Arc<dyn Reaction>,
+        // A directory that does not exist: every write fails.
+        Arc::new(FileDeadLetters::new(
+            dir.path().join("missing").join("dead.jsonl"),
+        )),
+        QueueMetrics::global("unwritable"),
+    );
+    runtime.start(&upstream).unwrap();
+    let outcomes = Outcomes::default();
+    for seq in 0..3 {
+        upstream
+            .publish(batch("s", seq, 0, 0, outcomes.token("s", seq)))
+            .await
+            .unwrap();
+    }
+    assert!(runtime.stop(Duration::from_secs(30)).await.drained);
+    assert_eq!(outcomes.get("s", 0), Some(AckOutcome::Delivered));
+    assert_eq!(outcomes.get("s", 1), Some(AckOutcome::Failed));
+    assert_eq!(outcomes.get("s", 2), Some(AckOutcome::Delivered));
+    let snapshot = runtime.metrics().snapshot();
+    assert_eq!(
+        (
+            snapshot.dead_lettered,
+            snapshot.unacknowledged,
+            snapshot.dropped
+        ),
+        (0, 1, 0)
+    );
+}
