@@ -180,3 +180,90 @@ async fn s_2_pool_of_two_exhausts_with_typed_errors_and_health_shows_waiters() {
     assert!(matches!(closed, StoreError::Closed(_)), "{closed:?}");
     assert!(tasks.stop(Duration::from_secs(5)).await.is_clean());
 }
+
+/// s_2 on PostgreSQL, without timing luck: two publishes hold the pool's two connections while
+/// they wait on a room row the test has locked; the other 48 operations fail with a typed
+/// exhaustion error after the acquire timeout; health shows the waiters meanwhile; once the
+/// lock is released the two finish. Nothing hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_2_postgres_pool_of_two_exhausts_while_its_connections_wait_on_a_lock() {
+    let pg = surefoot_test_support::PgServer::new().await.unwrap();
+    let config = StoreConfig {
+        pool: PoolConfig {
+            size: 2,
+            min_idle: 0,
+            acquire_timeout: ACQUIRE,
+            operation_timeout: Duration::from_secs(20),
+            ..PoolConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let store: Arc<dyn SessionStore> = Arc::new(
+        surefoot_session_store::PgStore::connect(&pg.url("postgres"), config)
+            .await
+            .unwrap(),
+    );
+    let room = RoomId::new("s2pg").unwrap();
+    store.publish(&room, &serde_json::json!(0)).await.unwrap();
+    let locker = pg.connect("postgres").await.unwrap();
+    locker
+        .client()
+        .batch_execute("BEGIN; SELECT 1 FROM sf_rooms WHERE room = 's2pg' FOR UPDATE")
+        .await
+        .unwrap();
+
+    let operations = (0..50).map(|i| {
+        let (store, room) = (store.clone(), room.clone());
+        async move { store.publish(&room, &serde_json::json!({ "i": i })).await }
+    });
+    let hold_then_release = async {
+        let deadline = Instant::now() + BOUND;
+        let mut saw_waiters = false;
+        loop {
+            let body = health::report(std::slice::from_ref(&store));
+            let pool = &body.pools[0];
+            if pool.waiting > 0 && pool.in_use == 2 {
+                assert_eq!(body.status, PoolHealth::Degraded);
+                saw_waiters = true;
+            }
+            if pool.exhausted == 48 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operations neither ran nor gave up: {pool:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        locker.client().batch_execute("COMMIT").await.unwrap();
+        saw_waiters
+    };
+    let (results, saw_waiters) = tokio::time::timeout(BOUND, async {
+        tokio::join!(futures::future::join_all(operations), hold_then_release)
+    })
+    .await
+    .expect("operations hung");
+    assert!(saw_waiters, "health never showed the waiters");
+    let mut ok = 0;
+    for result in results {
+        match result {
+            Ok(_) => ok += 1,
+            Err(StoreError::PoolExhausted {
+                pool,
+                waited,
+                size: 2,
+                ..
+            }) => {
+                assert_eq!(pool, "postgres");
+                assert!(waited >= ACQUIRE);
+            }
+            Err(other) => panic!("expected pool exhaustion, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        ok, 2,
+        "the two admitted publishes finish once the lock is released"
+    );
+    assert_eq!(store.position(&room).await.unwrap().offset, 3);
+    store.close().await;
+}
