@@ -56,16 +56,46 @@ impl Classify for SubscribeError {
     }
 }
 
-/// [`Fanout::publish`] refused a batch: the fan-out is not running.
+/// [`Fanout::publish`] refused a batch; the batch comes back so its owner settles it.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream `{upstream}` is {status}; the batch was not published")]
-pub struct PublishError {
-    /// The upstream's name.
-    pub upstream: String,
-    /// Its status.
-    pub status: Status,
-    /// The batch, back to its owner.
-    pub batch: Batch,
+pub enum PublishError {
+    /// The fan-out is not running.
+    #[error("upstream `{upstream}` is {status}; the batch was not published")]
+    NotRunning {
+        /// The upstream's name.
+        upstream: String,
+        /// Its status.
+        status: Status,
+        /// The batch.
+        batch: Batch,
+    },
+    /// Nobody is subscribed (a reaction is stopped or not started yet): acknowledging the
+    /// batch would lose it for that reaction, so it is refused instead.
+    #[error("upstream `{upstream}` has no subscriber; the batch was not published")]
+    NoSubscribers {
+        /// The upstream's name.
+        upstream: String,
+        /// The batch.
+        batch: Batch,
+    },
+}
+
+impl PublishError {
+    /// The refused batch.
+    pub fn into_batch(self) -> Batch {
+        match self {
+            PublishError::NotRunning { batch, .. } | PublishError::NoSubscribers { batch, .. } => {
+                batch
+            }
+        }
+    }
+}
+
+impl Classify for PublishError {
+    /// Both are transient: the upstream may run again, a subscriber may come (back).
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Transient
+    }
 }
 
 #[derive(Debug)]
@@ -182,8 +212,8 @@ impl Fanout {
     /// settles the publisher's own token as delivered; each fork is settled by its subscriber.
     /// Returns the number of subscribers reached. A subscriber whose queue closed meanwhile
     /// (it is stopping) gets its fork settled as failed, so the batch is delivered again.
-    /// With no subscriber at all, the batch is settled as delivered: nothing downstream
-    /// needs it (a reaction that subscribes later starts from what is published then).
+    /// With no subscriber at all the batch is refused ([`PublishError::NoSubscribers`]): a
+    /// stopped reaction must get it after its restart, so it is not acknowledged.
     ///
     /// Cancel safety: dropping the future part-way leaves some subscribers with the batch and
     /// settles the rest of the forks as abandoned: redelivery, never a silent loss.
@@ -191,9 +221,15 @@ impl Fanout {
         let senders: Vec<(String, QueueSender)> = {
             let state = self.inner.state();
             if state.status != Status::Running {
-                return Err(PublishError {
+                return Err(PublishError::NotRunning {
                     upstream: self.inner.name.clone(),
                     status: state.status,
+                    batch,
+                });
+            }
+            if state.subscribers.is_empty() {
+                return Err(PublishError::NoSubscribers {
+                    upstream: self.inner.name.clone(),
                     batch,
                 });
             }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use surefoot_core_lifecycle::Status;
 use surefoot_core_model::{AckOutcome, AckToken, AckTracker, Position};
 use surefoot_reaction_queue::{
-    Fanout, FileDeadLetters, QueueMetrics, ReactionRuntime, RuntimeConfig, RuntimeError,
-    SubscribeError,
+    Fanout, FileDeadLetters, PublishError, QueueMetrics, ReactionRuntime, RuntimeConfig,
+    RuntimeError, SubscribeError,
 };
 
 use common::{Outcomes, Recorder, batch};
@@ -244,11 +244,94 @@ async fn publishing_to_a_stopped_upstream_hands_the_batch_back() {
         .publish(batch("s", 1, 0, 0, outcomes.token("s", 1)))
         .await
         .unwrap_err();
-    assert_eq!(error.status, Status::Stopping);
+    assert!(
+        matches!(
+            &error,
+            PublishError::NotRunning {
+                status: Status::Stopping,
+                ..
+            }
+        ),
+        "{error}"
+    );
     assert!(
         outcomes.get("s", 1).is_none(),
         "the publisher still owns the batch"
     );
-    error.batch.ack.failed();
+    error.into_batch().ack.failed();
     assert_eq!(outcomes.get("s", 1), Some(AckOutcome::Failed));
+}
+
+/// A publisher waiting for room when the reaction stops is released: its batch is settled as
+/// failed (redelivered), nothing hangs and nothing is dropped.
+#[tokio::test]
+async fn stop_releases_a_publisher_waiting_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Fanout::new("query");
+    let recorder = Arc::new(Recorder::new(Duration::from_millis(20)));
+    let reaction = ReactionRuntime::new(
+        RuntimeConfig::new("small", 2),
+        Arc::clone(&recorder) as Arc<dyn surefoot_core_model::Reaction>,
+        Arc::new(FileDeadLetters::new(dir.path().join("dead.jsonl"))),
+        QueueMetrics::global("small"),
+    );
+    reaction.start(&upstream).unwrap();
+    let outcomes = Outcomes::default();
+    let publish = async {
+        for seq in 0..100 {
+            let published = upstream
+                .publish(batch("s", seq, 0, 0, outcomes.token("s", seq)))
+                .await;
+            if let Err(error) = published {
+                // The reaction unsubscribed: the source would deliver this again later.
+                assert!(
+                    matches!(error, PublishError::NoSubscribers { .. }),
+                    "{error}"
+                );
+                error.into_batch().ack.failed();
+            }
+        }
+    };
+    let stop = async {
+        // Stop once the publisher is blocked behind a full queue and work is under way.
+        let started = std::time::Instant::now();
+        while reaction.metrics().snapshot().delivered == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "nothing delivered"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        reaction.stop(Duration::from_millis(100)).await
+    };
+    let ((), summary) = tokio::time::timeout(Duration::from_secs(60), async {
+        futures::join!(publish, stop)
+    })
+    .await
+    .expect("the publisher or the stop hung");
+    assert!(summary.aborted.is_empty(), "{summary:?}");
+    assert_eq!(outcomes.len(), 100, "every batch settled");
+    assert_eq!(outcomes.count(AckOutcome::Abandoned), 0);
+    let applied = recorder.applied().len();
+    assert_eq!(outcomes.count(AckOutcome::Delivered), applied);
+    assert_eq!(outcomes.count(AckOutcome::Failed), 100 - applied);
+    assert_eq!(reaction.live_tasks(), 0);
+}
+
+#[tokio::test]
+async fn publishing_without_subscribers_is_refused_not_acknowledged() {
+    let upstream = Fanout::new("query");
+    let outcomes = Outcomes::default();
+    let error = upstream
+        .publish(batch("s", 1, 0, 0, outcomes.token("s", 1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, PublishError::NoSubscribers { .. }),
+        "{error}"
+    );
+    assert!(surefoot_core_lifecycle::Classify::class(&error).is_retryable());
+    assert!(outcomes.get("s", 1).is_none());
+    drop(error);
+    assert_eq!(outcomes.get("s", 1), Some(AckOutcome::Abandoned));
 }
