@@ -247,8 +247,9 @@ async fn a_restarted_worker_takes_back_its_own_pending_entries() {
             .await
             .unwrap();
     }
-    // Slow enough that a stop lands in the middle of the stream.
-    let recorder = Arc::new(Recorder::new(Duration::from_millis(20)));
+    // Slow enough that a stop lands in the middle of the stream: after the third item, 27
+    // remain, over five seconds of work.
+    let recorder = Arc::new(Recorder::new(Duration::from_millis(200)));
     let group = TaskGroup::new("first");
     start_worker(
         &redis,
