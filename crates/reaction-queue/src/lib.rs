@@ -14,8 +14,8 @@ pub use dead_letter::{
 };
 pub use metrics::{MetricsSnapshot, QueueMetrics};
 pub use queue::{
-    ConfigError, OrderKey, QueueConfig, QueueReceiver, QueueSender, Queued, SendError,
-    TryRecvError, TrySendError, ordered_queue,
+    ConfigError, OrderKey, Permit, QueueClosed, QueueConfig, QueueReceiver, QueueSender, Queued,
+    SendError, TryRecvError, TrySendError, ordered_queue,
 };
 pub use reactions::{
     LogReaction, RedisReaction, RedisTarget, WebhookConfig, WebhookError, WebhookReaction,

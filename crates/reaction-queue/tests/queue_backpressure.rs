@@ -152,3 +152,46 @@ async fn dropping_the_receiver_leaves_queued_batches_unacknowledged() {
             .is_err()
     );
 }
+
+/// `reserve` is the cancel-safe wait: a dropped wait loses nothing, a held permit is a place,
+/// a dropped permit gives it back.
+#[tokio::test]
+async fn reserve_waits_cancel_safely_and_permits_hold_places() {
+    let (tx, rx) = ordered_queue(
+        QueueConfig::new("permits", 2),
+        QueueMetrics::global("permits"),
+    )
+    .unwrap();
+    let outcomes = Outcomes::default();
+    let first = tx.reserve().await.unwrap();
+    tx.try_send(batch("s", 0, 0, 0, outcomes.token("s", 0)))
+        .unwrap();
+    // Full: one batch and one permit.
+    let refused = tx
+        .try_send(batch("s", 1, 0, 0, outcomes.token("s", 1)))
+        .unwrap_err();
+    assert!(matches!(refused, TrySendError::Full { .. }));
+    // A wait for a place, given up: nothing is lost, no place is taken.
+    tokio::select! {
+        biased;
+        _ = tx.reserve() => panic!("a full queue gave a place"),
+        () = tokio::task::yield_now() => {}
+    }
+    drop(first);
+    let second = tx.reserve().await.unwrap();
+    second.send(refused.into_batch()).unwrap();
+    assert_eq!(seq_of(&rx.recv().await.unwrap().batch), 0);
+    assert_eq!(seq_of(&rx.recv().await.unwrap().batch), 1);
+
+    let held = tx.reserve().await.unwrap();
+    rx.close();
+    let back = held
+        .send(batch("s", 2, 0, 0, outcomes.token("s", 2)))
+        .unwrap_err();
+    assert_eq!(seq_of(&back.batch), 2);
+    assert!(tx.reserve().await.is_err());
+    assert!(
+        outcomes.get("s", 2).is_none(),
+        "the queue settled a batch it handed back"
+    );
+}

@@ -21,6 +21,21 @@ impl Classify for SendError {
     }
 }
 
+/// [`super::QueueSender::reserve`] failed: the queue is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue `{queue}` is closed")]
+pub struct QueueClosed {
+    /// The queue's name.
+    pub queue: String,
+}
+
+impl Classify for QueueClosed {
+    /// A closed queue is stopping on purpose: [`ErrorClass::Cancelled`].
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Cancelled
+    }
+}
+
 /// [`super::QueueSender::try_send`] could not enqueue now.
 #[derive(Debug, thiserror::Error)]
 pub enum TrySendError {

@@ -1,7 +1,8 @@
 //! The in-memory ordered, bounded queue.
 //!
 //! - **Bounded**: by count, and optionally by bytes. A full queue makes [`QueueSender::send`]
-//!   wait for room; [`QueueSender::try_send`] returns [`TrySendError::Full`] with the batch.
+//!   wait for room; [`QueueSender::reserve`] waits for a place without holding the batch
+//!   (cancel-safe); [`QueueSender::try_send`] returns [`TrySendError::Full`] with the batch.
 //!   Nothing is ever dropped to make room.
 //! - **Ordered**: within one source, batches come out in position order, always. Across
 //!   sources, the next batch is the one with the smallest (commit time, source rank, position)
@@ -17,6 +18,7 @@
 mod config;
 mod error;
 pub mod order;
+mod permit;
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -28,8 +30,9 @@ use surefoot_core_model::Batch;
 use tokio::sync::Notify;
 
 pub use config::QueueConfig;
-pub use error::{ConfigError, SendError, TryRecvError, TrySendError};
+pub use error::{ConfigError, QueueClosed, SendError, TryRecvError, TrySendError};
 pub use order::OrderKey;
+pub use permit::Permit;
 
 use crate::metrics::QueueMetrics;
 use order::Lanes;
@@ -56,6 +59,8 @@ struct Slot {
 struct State {
     lanes: Lanes<Slot>,
     bytes: usize,
+    /// Places held by [`Permit`]s not yet used.
+    reserved: usize,
     closed: bool,
 }
 
@@ -80,6 +85,7 @@ pub fn ordered_queue(
         state: Mutex::new(State {
             lanes: Lanes::new(&config.source_ranks),
             bytes: 0,
+            reserved: 0,
             closed: false,
         }),
         config,
@@ -126,7 +132,7 @@ impl Shared {
 
     fn has_room(&self, state: &State, bytes: usize) -> bool {
         let len = state.lanes.len();
-        if len >= self.config.capacity {
+        if len + state.reserved >= self.config.capacity {
             return false;
         }
         match self.config.max_bytes {
@@ -136,7 +142,7 @@ impl Shared {
     }
 
     fn try_push(&self, batch: Batch, bytes: usize) -> Result<(), TrySendError> {
-        let mut state = self.state();
+        let state = self.state();
         if state.closed {
             return Err(TrySendError::Closed(self.closed_error(batch)));
         }
@@ -146,6 +152,12 @@ impl Shared {
                 batch,
             });
         }
+        self.insert(state, batch, bytes);
+        Ok(())
+    }
+
+    /// Puts `batch` in its lane; the caller checked for room.
+    fn insert(&self, mut state: MutexGuard<'_, State>, batch: Batch, bytes: usize) {
         let time = batch
             .commit_time
             .unwrap_or_else(Utc::now)
@@ -161,7 +173,6 @@ impl Shared {
         self.metrics.enqueued(state.lanes.len());
         drop(state);
         self.not_empty.notify_one();
-        Ok(())
     }
 
     fn try_pop(&self) -> Result<Queued, TryRecvError> {
