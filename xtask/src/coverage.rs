@@ -2,7 +2,7 @@
 //! failure when a crate is under the threshold kept in `.config/coverage-threshold`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -10,13 +10,15 @@ use crate::cmd::{command, execute, workspace_root};
 use crate::{test, tools};
 
 const THRESHOLD_FILE: &str = ".config/coverage-threshold";
-const SUMMARY_FILE: &str = "target/llvm-cov-summary.json";
+const SUMMARY_FILE: &str = "llvm-cov-summary.json";
 
 pub(crate) fn run() -> Result<(), String> {
     test::prepare()?;
     tools::ensure_llvm_tools()?;
     tools::ensure_cargo_tool("cargo-llvm-cov", "llvm-cov")?;
     let threshold = read_threshold()?;
+    let summary = summary_path()?;
+    let summary_arg = summary.to_string_lossy().into_owned();
     execute(command(
         "cargo",
         &[
@@ -31,12 +33,30 @@ pub(crate) fn run() -> Result<(), String> {
             "--json",
             "--summary-only",
             "--output-path",
-            SUMMARY_FILE,
+            &summary_arg,
         ],
     ))?;
     test::doctests()?;
-    let per_crate = lines_per_crate(&workspace_root().join(SUMMARY_FILE))?;
+    let per_crate = lines_per_crate(&summary)?;
     report(&per_crate, threshold)
+}
+
+/// The summary goes into cargo's target directory, wherever `CARGO_TARGET_DIR` puts it; the
+/// directory is created first, since llvm-cov does not create it.
+fn summary_path() -> Result<PathBuf, String> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        })
+        .unwrap_or_else(|| workspace_root().join("target"));
+    std::fs::create_dir_all(&target)
+        .map_err(|error| format!("cannot create {}: {error}", target.display()))?;
+    Ok(target.join(SUMMARY_FILE))
 }
 
 fn read_threshold() -> Result<f64, String> {
