@@ -1,6 +1,7 @@
 //! Applying a [`MirrorPlan`]: a truncate, one `DELETE ... USING unnest(...)` for every removed
-//! key, and per set of columns present one statement that updates the keys that exist and
-//! inserts the others (see [`upsert_sql`]). Each column travels as one `text[]` parameter and is cast to its target type.
+//! key, and per set of columns present: for a single-column key, a probe for the keys that
+//! exist, an update of those and a `COPY` of the rest (`apply::copy`); for a composite key, one
+//! statement that updates the keys that exist and inserts the others (see [`upsert_sql`]). Each column travels as one `text[]` parameter and is cast to its target type.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,8 +74,12 @@ pub(crate) async fn apply(
         run(conn, sql, deletes, "delete from", table).await?;
     }
     for (names, arrays) in upserts {
-        let sql = upsert_sql(table, key, &names)?;
-        run(conn, sql, arrays, "upsert into", table).await?;
+        if let [single] = key {
+            super::copy::upsert_by_copy(conn, table, single, &names, arrays).await?;
+        } else {
+            let sql = upsert_sql(table, key, &names)?;
+            run(conn, sql, arrays, "upsert into", table).await?;
+        }
     }
     Ok(stats)
 }

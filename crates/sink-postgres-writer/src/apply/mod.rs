@@ -3,6 +3,7 @@
 //! begins and commits the transaction.
 
 pub(crate) mod checkpoint;
+pub(crate) mod copy;
 pub(crate) mod mirror;
 pub(crate) mod outbox;
 pub(crate) mod rows;
