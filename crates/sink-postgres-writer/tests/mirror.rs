@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use surefoot_core_lifecycle::CancellationToken;
-use surefoot_core_model::{AckOutcome, AckToken, Change, Reaction, Value, batch_channel};
+use surefoot_core_model::{AckOutcome, AckToken, Change, Reaction, Row, Value, batch_channel};
 use surefoot_sink_postgres_writer::{ApplyMode, PostgresWriter, TableConfig};
 use surefoot_test_support::PgServer;
 
@@ -193,4 +193,66 @@ async fn failed_transaction_settles_the_batches_failed() {
     assert!(error.to_string().contains("missing_table"), "{error}");
     assert_eq!(outcome.await.unwrap(), AckOutcome::Failed);
     assert_eq!(writer.checkpoint("src").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn composite_keys_are_upserted_and_deleted_in_one_statement_each() {
+    let server = PgServer::new().await.unwrap();
+    let members = TableConfig::new(
+        table("members"),
+        ApplyMode::Mirror {
+            key: vec!["tenant".into(), "id".into()],
+        },
+    );
+    let writer = PostgresWriter::builder(config(&server, "composite").table(members))
+        .connect()
+        .await
+        .unwrap();
+    exec(
+        &writer,
+        "CREATE TABLE members (tenant text, id bigint, body text, PRIMARY KEY (tenant, id))",
+    )
+    .await;
+    let member = |tenant: &str, id: i64, body: &str| {
+        row(id, Value::Text(body.into())).with("tenant", Value::Text(tenant.into()))
+    };
+    let first = batch(
+        "src",
+        vec![
+            Change::insert(seq(1), table("members"), member("a", 1, "x")),
+            Change::insert(seq(2), table("members"), member("b", 1, "y")),
+            Change::insert(seq(3), table("members"), member("b", 2, "z")),
+        ],
+    );
+    writer.apply(&[&first]).await.unwrap();
+    let key_only = Row::new()
+        .with("tenant", Value::Text("b".into()))
+        .with("id", Value::Int64(2));
+    let second = batch(
+        "src",
+        vec![
+            Change::update(seq(4), table("members"), None, None, member("a", 1, "x2")),
+            Change::delete(seq(5), table("members"), Some(key_only), None),
+            Change::update(
+                seq(6),
+                table("members"),
+                None,
+                None,
+                row(1, Value::Unchanged).with("tenant", Value::Text("b".into())),
+            ),
+        ],
+    );
+    writer.apply(&[&second]).await.unwrap();
+    let rows: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT tenant, id, body FROM members ORDER BY tenant, id")
+            .fetch_all(writer.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("a".to_owned(), 1, "x2".to_owned()),
+            ("b".to_owned(), 1, "y".to_owned())
+        ]
+    );
 }
