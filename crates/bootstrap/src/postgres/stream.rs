@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pgwire_replication::{PgWireError, ReplicationClient, ReplicationEvent};
+use pgwire_replication::{PgWireError, ReplicationClient};
 use surefoot_core_lifecycle::timeout;
 use surefoot_core_model::Lsn;
 use surefoot_source_postgres::SourceError;
 use surefoot_source_postgres::transport::{
-    CloseOutcome, ReplicationTransport, StreamEvent, TransportConnector,
+    CloseOutcome, ReplicationTransport, StreamEvent, TransportConnector, stream_event,
 };
 
 use crate::postgres::slot::ExportedSlot;
@@ -140,69 +140,5 @@ impl ReplicationTransport for SlotTransport {
                 Ok(CloseOutcome::TornDown)
             }
         }
-    }
-}
-
-/// PostgreSQL timestamps count microseconds from 2000-01-01.
-const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
-
-fn postgres_time(micros: i64) -> Result<chrono::DateTime<chrono::Utc>, SourceError> {
-    micros
-        .checked_add(POSTGRES_EPOCH_MICROS)
-        .and_then(chrono::DateTime::from_timestamp_micros)
-        .ok_or(SourceError::InvalidTimestamp { micros })
-}
-
-fn stream_event(event: ReplicationEvent) -> Result<Option<StreamEvent>, SourceError> {
-    let lsn = |lsn: pgwire_replication::Lsn| Lsn(lsn.0);
-    let event = match event {
-        ReplicationEvent::KeepAlive { wal_end, .. } => StreamEvent::KeepAlive {
-            wal_end: lsn(wal_end),
-        },
-        ReplicationEvent::Begin {
-            final_lsn,
-            xid,
-            commit_time_micros,
-        } => StreamEvent::Begin {
-            final_lsn: lsn(final_lsn),
-            commit_time: postgres_time(commit_time_micros)?,
-            xid,
-        },
-        ReplicationEvent::XLogData { data, .. } => StreamEvent::Data(data),
-        ReplicationEvent::Commit {
-            lsn: commit_lsn,
-            end_lsn,
-            commit_time_micros,
-        } => StreamEvent::Commit {
-            commit_lsn: lsn(commit_lsn),
-            end_lsn: lsn(end_lsn),
-            commit_time: postgres_time(commit_time_micros)?,
-        },
-        ReplicationEvent::Message {
-            transactional,
-            lsn: at,
-            prefix,
-            content,
-        } => StreamEvent::Message {
-            transactional,
-            lsn: lsn(at),
-            prefix,
-            content,
-        },
-        // Only produced with a stop LSN, which is never set here.
-        ReplicationEvent::StoppedAt { .. } => return Ok(None),
-    };
-    Ok(Some(event))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn postgres_times_count_from_2000() {
-        let time = postgres_time(0).unwrap();
-        assert_eq!(time.to_rfc3339(), "2000-01-01T00:00:00+00:00");
-        assert!(postgres_time(i64::MAX).is_err());
     }
 }

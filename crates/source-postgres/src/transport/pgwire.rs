@@ -221,7 +221,10 @@ fn is_closed_connection(error: &PgWireError) -> bool {
     ))
 }
 
-fn stream_event(event: ReplicationEvent) -> Result<Option<StreamEvent>, SourceError> {
+/// Converts one of pgwire-replication's events into the transport's [`StreamEvent`], for any
+/// [`ReplicationTransport`] built on a `ReplicationClient` (also outside this crate, such as a
+/// stream on the session that created a temporary slot). `None` for events with no counterpart.
+pub fn stream_event(event: ReplicationEvent) -> Result<Option<StreamEvent>, SourceError> {
     let lsn = |lsn: pgwire_replication::Lsn| Lsn(lsn.0);
     let event = match event {
         ReplicationEvent::KeepAlive { wal_end, .. } => StreamEvent::KeepAlive {
@@ -257,7 +260,7 @@ fn stream_event(event: ReplicationEvent) -> Result<Option<StreamEvent>, SourceEr
             prefix,
             content,
         },
-        // Only produced with a stop LSN, which this source never sets.
+        // Only produced with a stop LSN, which surefoot never sets.
         ReplicationEvent::StoppedAt { .. } => return Ok(None),
     };
     Ok(Some(event))
