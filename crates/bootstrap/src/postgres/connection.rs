@@ -11,15 +11,11 @@ use std::time::Duration;
 
 use surefoot_core_lifecycle::TaskGroup;
 use surefoot_core_model::Lsn;
+use surefoot_source_postgres::transport::SESSION_OPTIONS;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::BootstrapConfig;
 use crate::error::{BootstrapError, Step, bounded};
-
-/// Session settings that fix the text form of values the decoder parses: ISO dates, UTC, hex
-/// bytea, floats with every digit (the same the replication stream uses).
-pub(crate) const SESSION_OPTIONS: &str = "-c datestyle=ISO,MDY -c timezone=UTC \
-     -c intervalstyle=postgres -c bytea_output=hex -c extra_float_digits=3";
 
 /// Parses the consistent point reported by `CREATE_REPLICATION_SLOT`, rejecting text that is not
 /// an LSN and `0/0`, which no real slot reports.

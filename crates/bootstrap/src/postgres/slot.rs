@@ -7,14 +7,14 @@
 //! [`ExportedSlot`] holds the session and runs nothing else on it until the copy is done.
 //! Dropping it ends the session: the exported snapshot goes, and so does a temporary slot.
 
-use pgwire_replication::{ReplicationClient, ReplicationConfig};
+use pgwire_replication::ReplicationClient;
 use surefoot_core_model::Lsn;
 use surefoot_source_postgres::SlotName;
 use surefoot_source_postgres::transport::ReplicationEndpoint;
 
 use crate::config::BootstrapConfig;
 use crate::error::{BootstrapError, Step, bounded};
-use crate::postgres::connection::{SESSION_OPTIONS, parse_consistent_point};
+use crate::postgres::connection::parse_consistent_point;
 
 /// Whether the slot outlives the session that creates it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,28 +56,6 @@ impl std::fmt::Debug for ExportedSlot {
             .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
-}
-
-/// The replication session's configuration: `endpoint`'s server, slot and publication, starting
-/// at `start` when streaming begins.
-pub(crate) fn replication_config(endpoint: &ReplicationEndpoint, start: Lsn) -> ReplicationConfig {
-    let start = pgwire_replication::Lsn(start.0);
-    ReplicationConfig::new(
-        endpoint.host.clone(),
-        endpoint.user.clone(),
-        endpoint.password.expose(),
-        endpoint.database.clone(),
-        endpoint.slot.as_str(),
-        endpoint.publication.as_str(),
-    )
-    .with_port(endpoint.port)
-    .with_start_lsn(start)
-    .with_ack_lsn(start)
-    .with_status_interval(endpoint.status_interval)
-    .with_wakeup_interval(endpoint.status_interval)
-    .with_buffer_size(endpoint.buffer_events.max(1))
-    .with_application_name(endpoint.application_name.clone())
-    .with_options(SESSION_OPTIONS)
 }
 
 /// The `CREATE_REPLICATION_SLOT` command for `slot`.
@@ -142,7 +120,7 @@ impl ExportedSlot {
         kind: SlotKind,
         config: &BootstrapConfig,
     ) -> Result<Self, BootstrapError> {
-        let mut client = ReplicationClient::connect_gated(replication_config(endpoint, Lsn::ZERO))
+        let mut client = ReplicationClient::connect_gated(endpoint.replication_config(Lsn::ZERO))
             .await
             .map_err(|source| BootstrapError::replication("connect for replication", source))?;
         // The gated session connects in the background: IDENTIFY_SYSTEM is the connect step.

@@ -16,7 +16,9 @@ use surefoot_core_model::Lsn;
 
 use crate::error::SourceError;
 
-pub use pgwire::{PgWireConnector, PgWireTransport, ReplicationEndpoint, stream_event};
+pub use pgwire::{
+    PgWireConnector, PgWireTransport, ReplicationEndpoint, SESSION_OPTIONS, stream_event,
+};
 
 /// One event of the replication stream.
 #[derive(Debug, Clone, PartialEq)]

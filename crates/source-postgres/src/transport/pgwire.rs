@@ -19,8 +19,9 @@ use crate::ident::{Identifier, SlotName};
 use crate::pgoutput::timestamp_from_postgres_micros;
 
 /// Session settings that fix the text form of values the decoder parses: ISO dates, UTC, hex
-/// bytea, floats with every digit.
-const SESSION_OPTIONS: &str = "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=postgres \
+/// bytea, floats with every digit. Any other session whose text values go through the same
+/// decoder (a snapshot's `COPY`, say) must use exactly these.
+pub const SESSION_OPTIONS: &str = "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=postgres \
                                -c bytea_output=hex -c extra_float_digits=3";
 
 /// Where and how to open replication streams.
@@ -51,6 +52,28 @@ pub struct ReplicationEndpoint {
 }
 
 impl ReplicationEndpoint {
+    /// The pgwire-replication configuration for this endpoint, streaming from `start`, with the
+    /// session settings the decoder relies on ([`SESSION_OPTIONS`]).
+    pub fn replication_config(&self, start: Lsn) -> ReplicationConfig {
+        let start = pgwire_replication::Lsn(start.0);
+        ReplicationConfig::new(
+            self.host.clone(),
+            self.user.clone(),
+            self.password.expose(),
+            self.database.clone(),
+            self.slot.as_str(),
+            self.publication.as_str(),
+        )
+        .with_port(self.port)
+        .with_start_lsn(start)
+        .with_ack_lsn(start)
+        .with_status_interval(self.status_interval)
+        .with_wakeup_interval(self.status_interval)
+        .with_buffer_size(self.buffer_events.max(1))
+        .with_application_name(self.application_name.clone())
+        .with_options(SESSION_OPTIONS)
+    }
+
     /// The endpoint a source with `config` replicates from; the walsender's application name is
     /// `surefoot-<source id>-replication`.
     pub fn for_source(config: &PostgresSourceConfig) -> Self {
@@ -85,25 +108,9 @@ impl PgWireConnector {
     }
 
     fn config(&self, start: Lsn, feedback: FeedbackObserver) -> ReplicationConfig {
-        let endpoint = &*self.endpoint;
-        let start = pgwire_replication::Lsn(start.0);
-        ReplicationConfig::new(
-            endpoint.host.clone(),
-            endpoint.user.clone(),
-            endpoint.password.expose(),
-            endpoint.database.clone(),
-            endpoint.slot.as_str(),
-            endpoint.publication.as_str(),
-        )
-        .with_port(endpoint.port)
-        .with_start_lsn(start)
-        .with_ack_lsn(start)
-        .with_status_interval(endpoint.status_interval)
-        .with_wakeup_interval(endpoint.status_interval)
-        .with_buffer_size(endpoint.buffer_events.max(1))
-        .with_application_name(endpoint.application_name.clone())
-        .with_options(SESSION_OPTIONS)
-        .with_feedback_observer(feedback)
+        self.endpoint
+            .replication_config(start)
+            .with_feedback_observer(feedback)
     }
 }
 
