@@ -101,9 +101,10 @@ impl RedisQueueProducer {
 
     async fn try_append_all(&self, batches: &[&Batch]) -> Result<Vec<String>, RedisQueueError> {
         self.wait_for_room(batches.len()).await?;
-        let mut pipe = redis::pipe();
+        let mut pipe = redis::Pipeline::with_capacity(batches.len() + 1);
+        let mut scratch = Vec::new();
         for batch in batches {
-            codec::add_xadd(&mut pipe, &self.stream, batch)?;
+            codec::add_xadd(&mut pipe, &self.stream, batch, &mut scratch)?;
         }
         // The length after the appends comes back in the same round trip and serves the
         // next append's bound check.
