@@ -11,13 +11,14 @@ use std::sync::Arc;
 use surefoot_core_model::{
     AckToken, Batch, BatchSender, Change, Position, Row, SourceId, TableRef, Value,
 };
-use surefoot_source_postgres::pgoutput::{TypeNames, parse_text};
+use surefoot_source_postgres::pgoutput::TypeNames;
 
 use crate::config::BootstrapConfig;
 use crate::error::{BootstrapError, Step, bounded};
 use crate::postgres::connection::SnapshotConnection;
+use crate::postgres::decoder::ColumnDecoder;
 use crate::postgres::read_ahead::ReadAhead;
-use crate::postgres::text::{Fields, split_row};
+use crate::postgres::text::{Fields, split_line};
 
 /// Groups of COPY data (of about `chunk_bytes` each) read ahead of the decoder.
 const READ_AHEAD_GROUPS: usize = 16;
@@ -27,7 +28,8 @@ const READ_AHEAD_GROUPS: usize = 16;
 pub(crate) struct TableColumns {
     pub(crate) table: TableRef,
     names: Vec<Arc<str>>,
-    types: Vec<u32>,
+    /// Each column's decoder, chosen once from its type.
+    decoders: Vec<ColumnDecoder>,
 }
 
 /// `"name"` with embedded quotes doubled.
@@ -64,11 +66,14 @@ impl TableColumns {
             .iter()
             .map(|row| Arc::from(row.get::<_, String>(0)))
             .collect();
-        let types = rows.iter().map(|row| row.get::<_, u32>(1)).collect();
+        let decoders = rows
+            .iter()
+            .map(|row| ColumnDecoder::for_type(row.get::<_, u32>(1)))
+            .collect();
         Ok(Self {
             table: table.clone(),
             names,
-            types,
+            decoders,
         })
     }
 
@@ -96,14 +101,18 @@ pub(crate) struct Destination<'a> {
 struct RowDecoder<'a> {
     columns: &'a TableColumns,
     types: TypeNames,
-    fields: Fields,
     /// Rows decoded so far.
     rows: u64,
     position: Position,
 }
 
 impl RowDecoder<'_> {
-    fn decode(&mut self, line: &[u8]) -> Result<Change, BootstrapError> {
+    /// The change of `line`, whose columns are `fields` (or why they could not be split).
+    fn decode(
+        &mut self,
+        line: &[u8],
+        fields: Result<&Fields, &'static str>,
+    ) -> Result<Change, BootstrapError> {
         self.rows += 1;
         let columns = self.columns;
         let fail = |reason: String| BootstrapError::CopyData {
@@ -111,29 +120,30 @@ impl RowDecoder<'_> {
             row: self.rows,
             reason,
         };
-        split_row(line, &mut self.fields).map_err(|reason| fail(reason.to_owned()))?;
-        if self.fields.len() != columns.names.len() {
+        let fields = fields.map_err(|reason| fail(reason.to_owned()))?;
+        if fields.len() != columns.names.len() {
             let reason = format!(
                 "{} columns instead of {}",
-                self.fields.len(),
+                fields.len(),
                 columns.names.len()
             );
             return Err(fail(reason));
         }
         let mut row = Row::with_capacity(columns.names.len());
-        let described = columns.names.iter().zip(&columns.types);
-        for ((name, type_oid), field) in described.zip(self.fields.iter(line)) {
-            let value = match field {
-                None => Value::Null,
-                Some(text) => parse_text(*type_oid, text, &self.types).map_err(|source| {
-                    BootstrapError::Value {
-                        table: columns.table.to_string(),
-                        row: self.rows,
-                        column: name.to_string(),
-                        source,
-                    }
-                })?,
-            };
+        let described = columns.names.iter().zip(&columns.decoders);
+        for ((name, decoder), field) in described.zip(fields.iter(line)) {
+            let value =
+                match field {
+                    None => Value::Null,
+                    Some(text) => decoder.decode(text, &self.types).map_err(|source| {
+                        BootstrapError::Value {
+                            table: columns.table.to_string(),
+                            row: self.rows,
+                            column: name.to_string(),
+                            source,
+                        }
+                    })?,
+                };
             row.push(Arc::clone(name), value);
         }
         Ok(Change::insert(self.position, columns.table.clone(), row))
@@ -158,7 +168,6 @@ pub(crate) async fn copy_table(
     let mut decoder = RowDecoder {
         columns,
         types: TypeNames::new(),
-        fields: Fields::default(),
         rows: 0,
         position: destination.position,
     };
@@ -174,34 +183,39 @@ pub(crate) async fn copy_table(
         let Some(group) = group else { break };
         let group = group.map_err(|source| BootstrapError::query("copy", source))?;
         for chunk in &group {
-            lines.complete_lines(chunk, |line| {
-                batch.push(decoder.decode(line)?);
+            lines.complete_lines(chunk, |line, fields| {
+                batch.push(decoder.decode(line, fields)?);
                 Ok(())
             })?;
         }
         while batch.len() >= config.batch_changes {
-            let mut rest = batch.split_off(config.batch_changes);
-            rest.reserve(config.batch_changes.min(4096));
-            sent += send(destination, std::mem::replace(&mut batch, rest)).await?;
+            sent += send(destination, &mut batch, config.batch_changes).await?;
         }
     }
     lines.finish()?;
-    sent += send(destination, batch).await?;
+    sent += send(destination, &mut batch, config.batch_changes).await?;
     Ok(sent)
 }
 
-/// Sends `changes` as one batch (nothing when empty); returns how many.
-async fn send(destination: &Destination<'_>, changes: Vec<Change>) -> Result<u64, BootstrapError> {
+/// Sends up to `most` of `changes`, from the front, as one batch (nothing when empty); returns
+/// how many. The changes are moved straight into the batch's shared slice and `changes` keeps
+/// its allocation for the next batch.
+async fn send(
+    destination: &Destination<'_>,
+    changes: &mut Vec<Change>,
+    most: usize,
+) -> Result<u64, BootstrapError> {
     if changes.is_empty() {
         return Ok(0);
     }
-    let count = changes.len() as u64;
+    let taken: Arc<[Change]> = changes.drain(..most.min(changes.len())).collect();
+    let count = taken.len() as u64;
     let batch = Batch {
         source: destination.source.clone(),
         first: destination.position,
         last: destination.position,
         commit_time: None,
-        changes: changes.into(),
+        changes: taken,
         ack: AckToken::detached(),
     };
     destination
@@ -216,6 +230,8 @@ async fn send(destination: &Destination<'_>, changes: Vec<Change>) -> Result<u64
 /// nothing here relies on it).
 struct LineBuffer<'a> {
     pending: Vec<u8>,
+    /// The columns of the line last completed, reused from line to line.
+    fields: Fields,
     max_line_bytes: usize,
     table: &'a TableRef,
 }
@@ -224,30 +240,51 @@ impl<'a> LineBuffer<'a> {
     fn new(max_line_bytes: usize, table: &'a TableRef) -> Self {
         Self {
             pending: Vec::new(),
+            fields: Fields::default(),
             max_line_bytes,
             table,
         }
     }
 
-    /// Calls `each` with every line `chunk` completes, without its newline.
+    /// Calls `each` with every line `chunk` completes, without its newline, and its columns
+    /// (or why they could not be split). A line within `chunk` is cut and split in one pass.
     fn complete_lines(
         &mut self,
         chunk: &[u8],
-        mut each: impl FnMut(&[u8]) -> Result<(), BootstrapError>,
+        mut each: impl FnMut(&[u8], Result<&Fields, &'static str>) -> Result<(), BootstrapError>,
     ) -> Result<(), BootstrapError> {
         let mut rest = chunk;
-        while let Some(newline) = rest.iter().position(|byte| *byte == b'\n') {
+        if !self.pending.is_empty() {
+            // The end of a line begun in an earlier chunk.
+            let Some(newline) = rest.iter().position(|byte| *byte == b'\n') else {
+                return self.grow(rest);
+            };
             let (line, tail) = rest.split_at(newline);
+            self.grow(line)?;
             rest = tail.get(1..).unwrap_or_default();
-            if self.pending.is_empty() {
-                each(line)?;
-            } else {
-                self.grow(line)?;
-                let whole = std::mem::take(&mut self.pending);
-                each(&whole)?;
-            }
+            let whole = std::mem::take(&mut self.pending);
+            let split = split_line(&whole, &mut self.fields).map(|_| &self.fields);
+            each(&whole, split)?;
         }
-        self.grow(rest)
+        while !rest.is_empty() {
+            let end = match split_line(rest, &mut self.fields) {
+                Ok(Some(end)) => {
+                    each(rest.get(..end).unwrap_or_default(), Ok(&self.fields))?;
+                    end
+                }
+                // The chunk ends inside a line (a bad value in it is reported once it is whole).
+                Ok(None) => return self.grow(rest),
+                Err(reason) => match rest.iter().position(|byte| *byte == b'\n') {
+                    Some(end) => {
+                        each(rest.get(..end).unwrap_or_default(), Err(reason))?;
+                        end
+                    }
+                    None => return self.grow(rest),
+                },
+            };
+            rest = rest.get(end + 1..).unwrap_or_default();
+        }
+        Ok(())
     }
 
     fn grow(&mut self, bytes: &[u8]) -> Result<(), BootstrapError> {
@@ -282,7 +319,13 @@ mod tests {
 
     fn lines_of(buffer: &mut LineBuffer<'_>, chunk: &[u8]) -> Result<Vec<Vec<u8>>, BootstrapError> {
         let mut lines = Vec::new();
-        buffer.complete_lines(chunk, |line| {
+        buffer.complete_lines(chunk, |line, fields| {
+            let fields = fields.map_err(|reason| BootstrapError::CopyData {
+                table: "t".to_owned(),
+                row: 0,
+                reason: reason.to_owned(),
+            })?;
+            assert_eq!(fields.len(), line.split(|byte| *byte == b'\t').count());
             lines.push(line.to_vec());
             Ok(())
         })?;
@@ -311,11 +354,34 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_may_end_inside_an_escape_and_a_bad_line_is_reported() {
+        let table = TableRef::new("public", "t");
+        let mut buffer = LineBuffer::new(100, &table);
+        assert!(lines_of(&mut buffer, b"1\ta\\").unwrap().is_empty());
+        assert_eq!(
+            lines_of(&mut buffer, b"tb\n2\tc\n3").unwrap(),
+            [b"1\ta\\tb".to_vec(), b"2\tc".to_vec()]
+        );
+        let mut whole = Vec::new();
+        buffer
+            .complete_lines(b"\n", |line, fields| {
+                let fields = fields.unwrap();
+                whole.extend(fields.iter(line).map(|field| field.map(<[u8]>::to_vec)));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(whole, [Some(b"3".to_vec())]);
+        buffer.finish().unwrap();
+        let error = lines_of(&mut buffer, b"4\tx\\\t5\n").unwrap_err();
+        assert!(error.to_string().contains("lone backslash"), "{error}");
+    }
+
+    #[test]
     fn identifiers_are_quoted() {
         let columns = TableColumns {
             table: TableRef::new("my schema", "a\"b"),
             names: vec![Arc::from("id"), Arc::from("x\"y")],
-            types: vec![23, 25],
+            decoders: vec![ColumnDecoder::Int32, ColumnDecoder::Text],
         };
         assert_eq!(
             columns.copy_statement(),

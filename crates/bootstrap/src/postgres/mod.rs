@@ -4,13 +4,15 @@
 //!   kept open and idle while the snapshot is used; the consistent point validated as an LSN.
 //! - [`connection`]: the ordinary connection that imports the snapshot into a repeatable-read,
 //!   read-only transaction and verifies it.
-//! - `copy` and `text`: each table copied with `COPY ... TO STDOUT` in bounded chunks, rows
-//!   decoded by column type and sent in batches with backpressure.
+//! - `copy`, `text` and `decoder`: each table copied with `COPY ... TO STDOUT` in bounded
+//!   chunks, rows decoded by a per-column decoder chosen once from the column's type and sent in
+//!   batches with backpressure.
 //! - [`provider`]: [`PostgresProvider`], the whole snapshot, bounded at every step.
 //! - [`stream`]: for a consumer added later, the stream of its temporary slot.
 
 pub mod connection;
 mod copy;
+mod decoder;
 pub mod provider;
 mod read_ahead;
 pub mod slot;

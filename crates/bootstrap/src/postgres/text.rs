@@ -1,7 +1,7 @@
 //! COPY's text format: one row per line, columns separated by tabs, `\N` for NULL, and
 //! backslash escapes inside values.
 //!
-//! [`split_row`] turns a line into its columns' bytes, unescaped, reusing the caller's buffers so
+//! [`split_line`] turns a line into its columns' bytes, unescaped, reusing the caller's buffers so
 //! that a table of any size is decoded without allocating per row.
 
 /// Where a column's bytes are: in the line itself (no escapes), or unescaped in the buffer.
@@ -39,25 +39,66 @@ impl Fields {
 
 /// Splits `line` (without its newline) into `fields`; read them back with
 /// `fields.iter(line)`. Fails on a lone backslash at the end of a value.
+#[cfg(test)]
 pub(crate) fn split_row(line: &[u8], fields: &mut Fields) -> Result<(), &'static str> {
+    match split_line(line, fields)? {
+        Some(_) => Err("a newline inside a row"),
+        None => Ok(()),
+    }
+}
+
+/// Splits the first line of `data` into `fields` in one pass and returns its length (without
+/// its newline); `None` when `data` has no newline, `fields` then holding its columns as if it
+/// were a whole line. Fails on a lone backslash at the end of a value.
+pub(crate) fn split_line(data: &[u8], fields: &mut Fields) -> Result<Option<usize>, &'static str> {
     fields.bytes.clear();
     fields.spans.clear();
+    // Tabs end columns, a backslash marks its column as escaped, a newline ends the line.
     let mut start = 0;
-    for column in line.split(|byte| *byte == b'\t') {
-        let end = start + column.len();
-        let span = if column == b"\\N" {
-            Span::Null
-        } else if !column.contains(&b'\\') {
+    let mut escaped = false;
+    for (at, &byte) in data.iter().enumerate() {
+        match byte {
+            b'\t' => {
+                fields.push(data, start, at, escaped)?;
+                start = at + 1;
+                escaped = false;
+            }
+            b'\\' => escaped = true,
+            b'\n' => {
+                fields.push(data, start, at, escaped)?;
+                return Ok(Some(at));
+            }
+            _ => {}
+        }
+    }
+    fields.push(data, start, data.len(), escaped)?;
+    Ok(None)
+}
+
+impl Fields {
+    /// Records the column `line[start..end]`, which has a backslash in it if `escaped`.
+    fn push(
+        &mut self,
+        line: &[u8],
+        start: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Result<(), &'static str> {
+        let span = if !escaped {
             Span::Line(start, end)
         } else {
-            let from = fields.bytes.len();
-            unescape(column, &mut fields.bytes)?;
-            Span::Buffer(from, fields.bytes.len())
+            let column = line.get(start..end).unwrap_or_default();
+            if column == b"\\N" {
+                Span::Null
+            } else {
+                let from = self.bytes.len();
+                unescape(column, &mut self.bytes)?;
+                Span::Buffer(from, self.bytes.len())
+            }
         };
-        fields.spans.push(span);
-        start = end + 1;
+        self.spans.push(span);
+        Ok(())
     }
-    Ok(())
 }
 
 /// Appends `column` to `out` with its backslash escapes resolved.
