@@ -46,6 +46,7 @@ impl ColumnDecoder {
     }
 
     /// The value of `text` (a column's unescaped COPY text).
+    #[inline]
     pub(crate) fn decode(self, text: &[u8], types: &TypeNames) -> Result<Value, ValueParseError> {
         let fast = match self {
             Self::Int16 => decimal(text)
