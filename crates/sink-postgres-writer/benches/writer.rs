@@ -16,6 +16,8 @@
 //! Each side runs `REPS` times, alternating, into freshly truncated tables; medians reported.
 //! Every run's positions lie above the previous run's, so nothing is skipped as already applied.
 //! `SUREFOOT_BENCH_MAX_ROWS` sets the sink transaction's row limit (default 5,000).
+//! `SUREFOOT_BENCH_STATEMENTS=1` loads `pg_stat_statements` and prints the server's execution
+//! time per statement over the whole run (both sides), to see where the time goes.
 //! Never asserts a speed. Run: `cargo bench -p surefoot-sink-postgres-writer --bench writer`
 
 // A benchmark program: it reports on stdout, and a failed unwrap is the run failing.
@@ -153,8 +155,33 @@ fn rate(duration: Duration) -> f64 {
     ROWS as f64 / duration.as_secs_f64()
 }
 
+/// The statements that took the server longest, over the whole run.
+async fn print_statements(writer: &PostgresWriter) {
+    let rows: Vec<(i64, f64, i64, String)> = sqlx::query_as(
+        "SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 120) \
+         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8",
+    )
+    .fetch_all(writer.pool())
+    .await
+    .unwrap();
+    println!("   calls  server ms     rows statement");
+    for (calls, total, rows, query) in rows {
+        println!("{calls:>8} {total:>10.1} {rows:>8} {query}");
+    }
+}
+
 async fn run() {
-    let server = PgServer::new().await.unwrap();
+    let stats = std::env::var_os("SUREFOOT_BENCH_STATEMENTS").is_some();
+    let server = if stats {
+        PgServer::builder()
+            .setting("shared_preload_libraries", "'pg_stat_statements'")
+            .setting("pg_stat_statements.track", "'all'")
+            .start()
+            .await
+            .unwrap()
+    } else {
+        PgServer::new().await.unwrap()
+    };
     let url = server.url("postgres");
     let mut config = WriterConfig::new("bench", url.clone()).table(TableConfig::new(
         TableRef::new("public", "mirror_target"),
@@ -175,6 +202,12 @@ async fn run() {
     .execute(writer.pool())
     .await
     .unwrap();
+    if stats {
+        sqlx::raw_sql("CREATE EXTENSION pg_stat_statements")
+            .execute(writer.pool())
+            .await
+            .unwrap();
+    }
     let (mut mine, mut theirs, mut direct_runs) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..REPS {
         theirs.push(copy(&url).await);
@@ -186,6 +219,9 @@ async fn run() {
             rate(direct_runs[rep]),
             rate(theirs[rep])
         );
+    }
+    if stats {
+        print_statements(&writer).await;
     }
     let (mine, theirs, direct_median) = (median(mine), median(theirs), median(direct_runs));
     println!(

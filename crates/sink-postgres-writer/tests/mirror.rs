@@ -256,3 +256,46 @@ async fn composite_keys_are_upserted_and_deleted_in_one_statement_each() {
         ]
     );
 }
+
+#[tokio::test]
+async fn keys_below_inside_and_above_the_stored_range_are_inserted_or_updated() {
+    let server = PgServer::new().await.unwrap();
+    let writer = PostgresWriter::builder(config(&server, "range").table(mirror("tags")))
+        .connect()
+        .await
+        .unwrap();
+    // A text key (ordered by the column's collation) whose unique index allows a NULL key: the
+    // probe's bounds must ignore the NULL and still find the stored key inside the range.
+    exec(
+        &writer,
+        "CREATE TABLE tags (id text UNIQUE, body text); \
+         INSERT INTO tags VALUES ('k', 'old k'), ('m', 'old m'), (NULL, 'no key')",
+    )
+    .await;
+    let tag = |id: &str, body: &str| {
+        Row::new()
+            .with("id", Value::Text(id.into()))
+            .with("body", Value::Text(body.into()))
+    };
+    let changes = vec![
+        Change::insert(seq(1), table("tags"), tag("a", "new a")),
+        Change::insert(seq(2), table("tags"), tag("m", "new m")),
+        Change::insert(seq(3), table("tags"), tag("z", "new z")),
+    ];
+    let stats = writer.apply(&[&batch("src", changes)]).await.unwrap();
+    assert_eq!(stats.applied, 3);
+    let rows: Vec<(Option<String>, String)> =
+        sqlx::query_as("SELECT id, body FROM tags ORDER BY id NULLS LAST")
+            .fetch_all(writer.pool())
+            .await
+            .unwrap();
+    let expected = [
+        (Some("a"), "new a"),
+        (Some("k"), "old k"),
+        (Some("m"), "new m"),
+        (Some("z"), "new z"),
+        (None, "no key"),
+    ]
+    .map(|(id, body)| (id.map(str::to_owned), body.to_owned()));
+    assert_eq!(rows, expected);
+}

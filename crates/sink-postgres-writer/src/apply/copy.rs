@@ -51,11 +51,26 @@ async fn existing_rows(
     let ty = table.column_type(key)?;
     let column = quote(key)?;
     // A join with the keys' ordinals: an index probe per key, or one hash join; never a search
-    // of the key array per row (`array_position` is linear).
+    // of the key array per row (`array_position` is linear). Keys outside the table's lowest and
+    // highest key cannot exist and are not probed: two index descents, evaluated once, spare
+    // the probe of every key of an append (serial or time-ordered keys), which took a sixth to a
+    // quarter of the server's time per sink transaction in the benchmark. An empty table gives
+    // NULL bounds, so nothing is probed; NULL keys are left out of the bounds (a descending
+    // order would put them first), as the join never matches them. Needs the key type's default
+    // btree ordering, which every type of a primary key or unique constraint has.
+    let target = table.name.quoted();
+    let bound = |order: &str| {
+        format!(
+            "(SELECT b.{column} FROM {target} AS b WHERE b.{column} IS NOT NULL \
+             ORDER BY b.{column} {order} LIMIT 1)"
+        )
+    };
     let sql = format!(
         "SELECT u.n FROM unnest($1::text[]::{ty}[]) WITH ORDINALITY AS u(k, n) \
-         JOIN {} AS t ON t.{column} = u.k",
-        table.name.quoted()
+         JOIN {target} AS t ON t.{column} = u.k \
+         WHERE u.k >= {} AND u.k <= {}",
+        bound("ASC"),
+        bound("DESC")
     );
     let found: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(keys)
@@ -178,6 +193,13 @@ fn copy_text(columns: &Columns) -> String {
 }
 
 fn escape_into(text: &mut String, value: &str) {
+    if !value
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        text.push_str(value);
+        return;
+    }
     for ch in value.chars() {
         match ch {
             '\\' => text.push_str("\\\\"),
