@@ -9,45 +9,101 @@ use surefoot_core_model::{Change, Value};
 /// The text form of `value`; `None` is SQL NULL. Never called for [`Value::Unchanged`], whose
 /// columns are left out of the statement; it maps to NULL defensively.
 pub(crate) fn text_form(value: &Value) -> Option<String> {
-    Some(match value {
-        Value::Null | Value::Unchanged => return None,
-        Value::Bool(b) => if *b { "t" } else { "f" }.to_owned(),
-        Value::Int16(n) => n.to_string(),
-        Value::Int32(n) => n.to_string(),
-        Value::Int64(n) => n.to_string(),
-        Value::Float32(n) => float_text(f64::from(*n), n.to_string()),
-        Value::Float64(n) => float_text(*n, n.to_string()),
-        Value::Numeric(n) => n.as_str().to_owned(),
-        Value::Text(text) => text.clone(),
-        Value::Bytes(bytes) => bytea_hex(bytes),
-        Value::Json(json) => json.to_string(),
-        Value::Date(date) => date.to_string(),
-        Value::Time(time) => time.to_string(),
-        Value::Timestamp(ts) => ts.to_string(),
-        Value::TimestampTz(ts) => ts.to_rfc3339(),
-        Value::Uuid(uuid) => uuid.to_string(),
-        Value::Other { text, .. } => text.clone(),
-    })
+    let mut text = String::new();
+    write_text(value, &mut text).then_some(text)
 }
 
-fn float_text(value: f64, shortest: String) -> String {
+/// Appends the text form of `value` to `out`. Returns `false`, appending nothing, for SQL NULL
+/// (and, defensively, for [`Value::Unchanged`]).
+pub(crate) fn write_text(value: &Value, out: &mut String) -> bool {
+    // Writing to a `String` cannot fail: the `fmt::Result`s below are always `Ok`.
+    let _infallible = match value {
+        Value::Null | Value::Unchanged => return false,
+        Value::Bool(b) => {
+            out.push(if *b { 't' } else { 'f' });
+            Ok(())
+        }
+        Value::Int16(n) => write!(out, "{n}"),
+        Value::Int32(n) => write!(out, "{n}"),
+        Value::Int64(n) => write!(out, "{n}"),
+        Value::Float32(n) => write_float(out, f64::from(*n), n),
+        Value::Float64(n) => write_float(out, *n, n),
+        Value::Numeric(n) => {
+            out.push_str(n.as_str());
+            Ok(())
+        }
+        Value::Text(text) | Value::Other { text, .. } => {
+            out.push_str(text);
+            Ok(())
+        }
+        Value::Bytes(bytes) => write_bytea_hex(out, bytes),
+        Value::Json(json) => write!(out, "{json}"),
+        Value::Date(date) => write!(out, "{date}"),
+        Value::Time(time) => write!(out, "{time}"),
+        Value::Timestamp(ts) => write!(out, "{ts}"),
+        Value::TimestampTz(ts) => {
+            out.push_str(&ts.to_rfc3339());
+            Ok(())
+        }
+        Value::Uuid(uuid) => write!(out, "{uuid}"),
+    };
+    true
+}
+
+/// Appends `value` as one field of `COPY`'s text format: `\N` for NULL, backslash escapes for
+/// backslash, tab, newline and carriage return. `scratch` is reused between calls so that no
+/// value allocates.
+pub(crate) fn write_copy_field(value: &Value, out: &mut String, scratch: &mut String) {
+    match value {
+        Value::Text(text) | Value::Other { text, .. } => escape_copy(out, text),
+        _ => {
+            scratch.clear();
+            if write_text(value, scratch) {
+                escape_copy(out, scratch);
+            } else {
+                out.push_str("\\N");
+            }
+        }
+    }
+}
+
+fn escape_copy(out: &mut String, text: &str) {
+    if !text
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(text);
+        return;
+    }
+    for ch in text.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            other => out.push(other),
+        }
+    }
+}
+
+fn write_float(out: &mut String, value: f64, shortest: impl std::fmt::Display) -> std::fmt::Result {
     if value.is_nan() {
-        "NaN".to_owned()
+        out.push_str("NaN");
     } else if value.is_infinite() {
-        if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
     } else {
-        shortest
+        return write!(out, "{shortest}");
     }
+    Ok(())
 }
 
-fn bytea_hex(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(2 + bytes.len() * 2);
-    text.push_str("\\x");
+fn write_bytea_hex(out: &mut String, bytes: &[u8]) -> std::fmt::Result {
+    out.reserve(2 + bytes.len() * 2);
+    out.push_str("\\x");
     for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ignored = write!(text, "{byte:02x}");
+        write!(out, "{byte:02x}")?;
     }
-    text
+    Ok(())
 }
 
 /// A rough size of a change's data in bytes, for the batch byte limit.
@@ -88,5 +144,20 @@ mod tests {
         assert_eq!(text_form(&Value::Unchanged), None);
         let json = serde_json::json!({"a": [1, "x"]});
         assert_eq!(text_form(&Value::Json(json)).unwrap(), r#"{"a":[1,"x"]}"#);
+    }
+
+    #[test]
+    fn copy_fields_escape_and_mark_nulls() {
+        let (mut out, mut scratch) = (String::new(), String::new());
+        for value in [
+            Value::Int64(-7),
+            Value::Text("a\tb\\c\nd\re".into()),
+            Value::Null,
+            Value::Bytes(vec![1]),
+        ] {
+            write_copy_field(&value, &mut out, &mut scratch);
+            out.push('|');
+        }
+        assert_eq!(out, "-7|a\\tb\\\\c\\nd\\re|\\N|\\\\x01|");
     }
 }

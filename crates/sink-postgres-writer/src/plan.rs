@@ -9,7 +9,8 @@
 //! unchanged is left out of the statement, so the target keeps its stored value.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+
+use indexmap::IndexMap;
 
 use surefoot_core_model::{Change, Operation, Row, Value};
 
@@ -33,10 +34,9 @@ pub(crate) enum Effect<'a> {
 pub(crate) struct MirrorPlan<'a> {
     /// Remove every row first.
     pub(crate) truncate: bool,
-    /// Keys in first-seen order.
-    pub(crate) order: Vec<KeyText>,
-    /// Effect per key.
-    pub(crate) effects: HashMap<KeyText, Effect<'a>>,
+    /// Effect per key, keys in first-seen order (a later effect replaces an earlier one in
+    /// place). One map holds both, so each key is encoded and stored once.
+    pub(crate) effects: IndexMap<KeyText, Effect<'a>>,
 }
 
 impl<'a> MirrorPlan<'a> {
@@ -84,7 +84,6 @@ impl<'a> MirrorPlan<'a> {
             }
             Operation::Truncate => {
                 self.truncate = true;
-                self.order.clear();
                 self.effects.clear();
             }
         }
@@ -92,9 +91,7 @@ impl<'a> MirrorPlan<'a> {
     }
 
     fn set(&mut self, key: KeyText, effect: Effect<'a>) {
-        if self.effects.insert(key.clone(), effect).is_none() {
-            self.order.push(key);
-        }
+        self.effects.insert(key, effect);
     }
 }
 
@@ -175,7 +172,8 @@ mod tests {
             plan.add(change, &key()).unwrap();
         }
         let k = |id: &str| vec![Some(id.to_owned())];
-        assert_eq!(plan.order, [k("1"), k("2"), k("3")]);
+        let order: Vec<&KeyText> = plan.effects.keys().collect();
+        assert_eq!(order, [&k("1"), &k("2"), &k("3")]);
         assert_eq!(
             plan.effects[&k("1")],
             Effect::Upsert(Cow::Owned(row(1, text("big"))))

@@ -7,6 +7,7 @@ use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{Batch, BatchReceiver};
 use tokio::time::Instant;
 
+use crate::apply::FlushStats;
 use crate::config::BatchLimits;
 use crate::encode::approx_size;
 use crate::error::WriterError;
@@ -16,39 +17,77 @@ impl PostgresWriter {
     /// Applies batches from `input` until it closes or `cancel` fires, then returns.
     ///
     /// Each sink transaction takes the first waiting batch plus whatever follows within
-    /// `batch.max_latency`, up to `batch.max_rows` changes and `batch.max_bytes`. Batches are
-    /// settled delivered after their transaction commits; on an error they are settled failed
-    /// (the source redelivers them) and the error is returned. Cancellation is noticed between
-    /// transactions only: a transaction under way is finished first, and batches still queued
-    /// are left unsettled for redelivery.
+    /// `batch.max_latency`, up to `batch.max_rows` changes and `batch.max_bytes`. While a
+    /// transaction runs, the batches that follow are received into the next one (up to the same
+    /// limits), so the channel keeps moving and the next transaction starts at once. Batches are
+    /// settled delivered after their transaction commits; on an error they, and any received
+    /// ahead, are settled failed (the source redelivers them) and the error is returned.
+    /// Cancellation is noticed between transactions only: a transaction under way is finished
+    /// first, and batches received ahead or still queued are left unsettled for redelivery.
     pub async fn run(
         &self,
         mut input: BatchReceiver,
         cancel: CancellationToken,
     ) -> Result<(), WriterError> {
         let limits = self.inner.config.batch;
+        let mut ahead = Ahead::default();
         loop {
-            let first = tokio::select! {
-                biased;
-                () = cancel.cancelled() => return Ok(()),
-                next = input.recv() => match next {
-                    Some(batch) => batch,
-                    None => return Ok(()),
-                },
-            };
+            if ahead.batches.is_empty() {
+                if ahead.closed {
+                    return Ok(());
+                }
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Ok(()),
+                    next = input.recv() => match next {
+                        Some(batch) => ahead.push(batch),
+                        None => return Ok(()),
+                    },
+                }
+            } else if cancel.is_cancelled() {
+                return Ok(());
+            }
             let started = Instant::now();
-            let pending = collect(&mut input, first, limits).await;
-            let refs: Vec<&Batch> = pending.iter().collect();
-            let result = self.apply(&refs).await;
-            let rows: usize = pending.iter().map(|b| b.changes.len()).sum();
+            fill(&mut input, &mut ahead, limits).await;
+            let pending = std::mem::take(&mut ahead);
+            ahead.closed = pending.closed;
+            let refs: Vec<&Batch> = pending.batches.iter().collect();
+            let result = self
+                .apply_receiving_ahead(&refs, &mut input, &mut ahead, limits)
+                .await;
+            let rows = pending.rows;
             match result {
-                Ok(_) => pending.into_iter().for_each(|b| b.ack.delivered()),
+                Ok(_) => pending.batches.into_iter().for_each(|b| b.ack.delivered()),
                 Err(error) => {
-                    pending.into_iter().for_each(|b| b.ack.failed());
+                    pending.batches.into_iter().for_each(|b| b.ack.failed());
+                    ahead.batches.into_iter().for_each(|b| b.ack.failed());
                     return Err(error);
                 }
             }
             self.pace(rows, started, &cancel).await;
+        }
+    }
+
+    /// Applies `batches`, receiving the batches that follow into `ahead` meanwhile.
+    async fn apply_receiving_ahead(
+        &self,
+        batches: &[&Batch],
+        input: &mut BatchReceiver,
+        ahead: &mut Ahead,
+        limits: BatchLimits,
+    ) -> Result<FlushStats, WriterError> {
+        let apply = self.apply(batches);
+        tokio::pin!(apply);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut apply => return result,
+                // `recv` is cancel-safe: a batch is never lost when the apply finishes first.
+                next = input.recv(), if ahead.has_room(limits) => match next {
+                    Some(batch) => ahead.push(batch),
+                    None => ahead.closed = true,
+                },
+            }
         }
     }
 
@@ -66,23 +105,43 @@ impl PostgresWriter {
     }
 }
 
-/// The first batch plus whatever follows within the limits.
-async fn collect(input: &mut BatchReceiver, first: Batch, limits: BatchLimits) -> Vec<Batch> {
+/// Batches received for the next sink transaction.
+#[derive(Debug, Default)]
+struct Ahead {
+    batches: Vec<Batch>,
+    rows: usize,
+    bytes: usize,
+    /// The channel closed: nothing more will come.
+    closed: bool,
+}
+
+impl Ahead {
+    fn push(&mut self, batch: Batch) {
+        self.rows += batch.changes.len();
+        self.bytes += batch.changes.iter().map(approx_size).sum::<usize>();
+        self.batches.push(batch);
+    }
+
+    /// Whether another batch may join (never once the channel closed).
+    fn has_room(&self, limits: BatchLimits) -> bool {
+        !self.closed && self.rows < limits.max_rows && self.bytes < limits.max_bytes
+    }
+}
+
+/// Adds to `ahead` whatever follows within `max_latency`, up to the limits.
+async fn fill(input: &mut BatchReceiver, ahead: &mut Ahead, limits: BatchLimits) {
     let deadline = Instant::now() + limits.max_latency;
-    let mut rows = first.changes.len();
-    let mut bytes: usize = first.changes.iter().map(approx_size).sum();
-    let mut pending = vec![first];
-    while rows < limits.max_rows && bytes < limits.max_bytes {
+    while ahead.has_room(limits) {
         let next = match input.try_recv() {
-            Some(batch) => batch,
+            Some(batch) => Some(batch),
             None => match tokio::time::timeout_at(deadline, input.recv()).await {
-                Ok(Some(batch)) => batch,
-                Ok(None) | Err(_) => break,
+                Ok(next) => next,
+                Err(_) => break,
             },
         };
-        rows += next.changes.len();
-        bytes += next.changes.iter().map(approx_size).sum::<usize>();
-        pending.push(next);
+        match next {
+            Some(batch) => ahead.push(batch),
+            None => ahead.closed = true,
+        }
     }
-    pending
 }

@@ -11,18 +11,20 @@ use std::sync::Arc;
 
 use sqlx::PgConnection;
 
+use super::group::UpsertGroup;
 use crate::error::WriterError;
 use crate::ident::Ident;
 use crate::schema::TargetTable;
 
-/// Upserts rows given as columns (`names`, `arrays`) keyed by the single column `key`.
+/// Upserts the rows of `group`, keyed by the single column `key`: the rows whose key exists are
+/// updated, the others are written straight into the target with `COPY`.
 pub(crate) async fn upsert_by_copy(
     conn: &mut PgConnection,
     table: &TargetTable,
     key: &str,
-    names: &[Arc<str>],
-    arrays: Vec<Vec<Option<String>>>,
+    group: &UpsertGroup<'_>,
 ) -> Result<(), WriterError> {
+    let names = &group.names;
     let key_index = names
         .iter()
         .position(|name| &**name == key)
@@ -30,13 +32,24 @@ pub(crate) async fn upsert_by_copy(
             table: table.name.to_string(),
             problem: format!("a row lacks the key column `{key}`"),
         })?;
-    let existing = existing_rows(conn, table, key, &arrays[key_index]).await?;
-    let (old, new) = split(arrays, &existing);
-    if names.len() > 1 && old.first().is_some_and(|column| !column.is_empty()) {
+    let keys: Vec<Option<&str>> = group
+        .rows
+        .iter()
+        .map(|(key_text, _)| key_text.first().and_then(Option::as_deref))
+        .collect();
+    let mut is_old = vec![false; keys.len()];
+    for index in existing_rows(conn, table, key, &keys).await? {
+        if let Some(flag) = is_old.get_mut(index) {
+            *flag = true;
+        }
+    }
+    let old_count = is_old.iter().filter(|old| **old).count();
+    if names.len() > 1 && old_count > 0 {
+        let old = group.columns(|i| is_old[i]);
         update(conn, table, key, key_index, names, old).await?;
     }
-    if new.first().is_some_and(|column| !column.is_empty()) {
-        copy_in(conn, table, names, &new).await?;
+    if old_count < keys.len() {
+        copy_in(conn, table, names, group.copy_text(|i| !is_old[i])).await?;
     }
     Ok(())
 }
@@ -46,7 +59,7 @@ async fn existing_rows(
     conn: &mut PgConnection,
     table: &TargetTable,
     key: &str,
-    keys: &[Option<String>],
+    keys: &[Option<&str>],
 ) -> Result<Vec<usize>, WriterError> {
     let ty = table.column_type(key)?;
     let column = quote(key)?;
@@ -84,28 +97,6 @@ async fn existing_rows(
 }
 
 type Columns = Vec<Vec<Option<String>>>;
-
-/// The rows at `existing` and the others, as columns.
-fn split(arrays: Columns, existing: &[usize]) -> (Columns, Columns) {
-    if existing.is_empty() {
-        return (Vec::new(), arrays);
-    }
-    let rows = arrays.first().map_or(0, Vec::len);
-    let mut is_old = vec![false; rows];
-    for index in existing {
-        if let Some(flag) = is_old.get_mut(*index) {
-            *flag = true;
-        }
-    }
-    let mut old = vec![Vec::new(); arrays.len()];
-    let mut new = vec![Vec::new(); arrays.len()];
-    for (c, column) in arrays.into_iter().enumerate() {
-        for (r, value) in column.into_iter().enumerate() {
-            if is_old[r] { &mut old[c] } else { &mut new[c] }.push(value);
-        }
-    }
-    (old, new)
-}
 
 async fn update(
     conn: &mut PgConnection,
@@ -152,7 +143,7 @@ async fn copy_in(
     conn: &mut PgConnection,
     table: &TargetTable,
     names: &[Arc<str>],
-    new: &Columns,
+    data: String,
 ) -> Result<(), WriterError> {
     let columns: Vec<String> = names.iter().map(|n| quote(n)).collect::<Result<_, _>>()?;
     let statement = format!(
@@ -160,7 +151,6 @@ async fn copy_in(
         table.name.quoted(),
         columns.join(", ")
     );
-    let data = copy_text(new);
     let failed = |e| WriterError::sql(format!("copy into {}", table.name), e);
     let mut copy = conn.copy_in_raw(&statement).await.map_err(failed)?;
     if let Err(error) = copy.send(data.as_bytes()).await {
@@ -173,44 +163,6 @@ async fn copy_in(
     Ok(())
 }
 
-/// Rows in COPY's text format: tab-separated, `\N` for NULL, backslash escapes.
-fn copy_text(columns: &Columns) -> String {
-    let rows = columns.first().map_or(0, Vec::len);
-    let mut text = String::with_capacity(rows * 64);
-    for r in 0..rows {
-        for (c, column) in columns.iter().enumerate() {
-            if c > 0 {
-                text.push('\t');
-            }
-            match &column[r] {
-                None => text.push_str("\\N"),
-                Some(value) => escape_into(&mut text, value),
-            }
-        }
-        text.push('\n');
-    }
-    text
-}
-
-fn escape_into(text: &mut String, value: &str) {
-    if !value
-        .bytes()
-        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-    {
-        text.push_str(value);
-        return;
-    }
-    for ch in value.chars() {
-        match ch {
-            '\\' => text.push_str("\\\\"),
-            '\t' => text.push_str("\\t"),
-            '\n' => text.push_str("\\n"),
-            '\r' => text.push_str("\\r"),
-            other => text.push(other),
-        }
-    }
-}
-
 fn quote(name: &str) -> Result<String, WriterError> {
     Ident::parse(name)
         .map(|ident| ident.quoted())
@@ -218,21 +170,4 @@ fn quote(name: &str) -> Result<String, WriterError> {
             table: String::new(),
             problem: format!("column name: {e}"),
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_text_escapes_and_marks_nulls() {
-        let columns = vec![
-            vec![Some("1".to_owned()), Some("2".to_owned())],
-            vec![Some("a\tb\\c\nd\re".to_owned()), None],
-        ];
-        assert_eq!(copy_text(&columns), "1\ta\\tb\\\\c\\nd\\re\n2\t\\N\n");
-        let (old, new) = split(columns, &[1]);
-        assert_eq!(old, vec![vec![Some("2".to_owned())], vec![None]]);
-        assert_eq!(new[0], vec![Some("1".to_owned())]);
-    }
 }

@@ -3,12 +3,12 @@
 //! exist, an update of those and a `COPY` of the rest (`apply::copy`); for a composite key, one
 //! statement that updates the keys that exist and inserts the others (see [`upsert_sql`]). Each column travels as one `text[]` parameter and is cast to its target type.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::PgConnection;
 
-use crate::encode::text_form;
+use super::group::UpsertGroups;
+
 use crate::error::WriterError;
 use crate::ident::Ident;
 use crate::plan::{Effect, MirrorPlan};
@@ -34,12 +34,9 @@ pub(crate) async fn apply(
         run(conn, sql, Vec::new(), "truncate", table).await?;
     }
     let mut deletes: Vec<Vec<Option<String>>> = vec![Vec::new(); key.len()];
-    let mut upserts: HashMap<Vec<Arc<str>>, Vec<Vec<Option<String>>>> = HashMap::new();
-    // The group of the previous row: rows of one table nearly always share their columns, so
-    // the group is found by comparing names, without building a key per row.
-    let mut last: Option<Vec<Arc<str>>> = None;
-    for key_text in &plan.order {
-        match &plan.effects[key_text] {
+    let mut upserts = UpsertGroups::default();
+    for (key_text, effect) in &plan.effects {
+        match effect {
             Effect::Delete => {
                 for (column, value) in deletes.iter_mut().zip(key_text) {
                     column.push(value.clone());
@@ -47,24 +44,7 @@ pub(crate) async fn apply(
                 stats.deleted += 1;
             }
             Effect::Upsert(row) => {
-                let present = || row.columns().iter().filter(|c| !c.value.is_unchanged());
-                let same = last.as_ref().is_some_and(|names| {
-                    names.len() == present().count()
-                        && names.iter().zip(present()).all(|(n, c)| *n == c.name)
-                });
-                if !same {
-                    last = Some(present().map(|c| c.name.clone()).collect());
-                }
-                let names = last.as_ref().map_or(&[][..], Vec::as_slice);
-                let arrays = match upserts.get_mut(names) {
-                    Some(arrays) => arrays,
-                    None => upserts
-                        .entry(names.to_vec())
-                        .or_insert_with(|| vec![Vec::new(); names.len()]),
-                };
-                for (array, column) in arrays.iter_mut().zip(present()) {
-                    array.push(text_form(&column.value));
-                }
+                upserts.push(key_text, row);
                 stats.upserted += 1;
             }
         }
@@ -73,12 +53,12 @@ pub(crate) async fn apply(
         let sql = delete_sql(table, key)?;
         run(conn, sql, deletes, "delete from", table).await?;
     }
-    for (names, arrays) in upserts {
+    for group in upserts.into_groups() {
         if let [single] = key {
-            super::copy::upsert_by_copy(conn, table, single, &names, arrays).await?;
+            super::copy::upsert_by_copy(conn, table, single, &group).await?;
         } else {
-            let sql = upsert_sql(table, key, &names)?;
-            run(conn, sql, arrays, "upsert into", table).await?;
+            let sql = upsert_sql(table, key, &group.names)?;
+            run(conn, sql, group.columns(|_| true), "upsert into", table).await?;
         }
     }
     Ok(stats)

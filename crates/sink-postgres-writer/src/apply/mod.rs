@@ -4,6 +4,7 @@
 
 pub(crate) mod checkpoint;
 pub(crate) mod copy;
+pub(crate) mod group;
 pub(crate) mod mirror;
 pub(crate) mod outbox;
 pub(crate) mod rows;
