@@ -32,7 +32,7 @@ pub struct ReconcileSpec {
 }
 
 /// What a run found and changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReconcileReport {
     /// Chunks compared.
     pub chunks: u64,
