@@ -1,10 +1,12 @@
 //! The sink loop: batches from a channel, coalesced into sink transactions bounded by rows,
 //! bytes and latency, acknowledged only after their transaction committed.
 
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use surefoot_core_lifecycle::CancellationToken;
-use surefoot_core_model::{Batch, BatchReceiver};
+use surefoot_core_model::{Batch, BatchReceiver, Change};
 use tokio::time::Instant;
 
 use crate::apply::FlushStats;
@@ -31,6 +33,7 @@ impl PostgresWriter {
     ) -> Result<(), WriterError> {
         let limits = self.inner.config.batch;
         let mut ahead = Ahead::default();
+        let mut done: Vec<Arc<[Change]>> = Vec::new();
         loop {
             if ahead.batches.is_empty() {
                 if ahead.closed {
@@ -53,11 +56,17 @@ impl PostgresWriter {
             ahead.closed = pending.closed;
             let refs: Vec<&Batch> = pending.batches.iter().collect();
             let result = self
-                .apply_receiving_ahead(&refs, &mut input, &mut ahead, limits)
+                .apply_receiving_ahead(&refs, &mut input, &mut ahead, limits, done)
                 .await;
             let rows = pending.rows;
             match result {
-                Ok(_) => pending.batches.into_iter().for_each(|b| b.ack.delivered()),
+                Ok(_) => {
+                    let settle = |batch: Batch| {
+                        batch.ack.delivered();
+                        batch.changes
+                    };
+                    done = pending.batches.into_iter().map(settle).collect();
+                }
                 Err(error) => {
                     pending.batches.into_iter().for_each(|b| b.ack.failed());
                     ahead.batches.into_iter().for_each(|b| b.ack.failed());
@@ -68,23 +77,32 @@ impl PostgresWriter {
         }
     }
 
-    /// Applies `batches`, receiving the batches that follow into `ahead` meanwhile.
+    /// Applies `batches`, receiving the batches that follow into `ahead` meanwhile. `done`, the
+    /// previous transaction's batches (already settled), are freed once this transaction is
+    /// waiting on the server, so freeing them overlaps the server's work.
     async fn apply_receiving_ahead(
         &self,
         batches: &[&Batch],
         input: &mut BatchReceiver,
         ahead: &mut Ahead,
         limits: BatchLimits,
+        done: Vec<Arc<[Change]>>,
     ) -> Result<FlushStats, WriterError> {
         let apply = self.apply(batches);
         tokio::pin!(apply);
+        if let Poll::Ready(result) = futures::poll!(&mut apply) {
+            return result;
+        }
+        drop(done);
         loop {
             tokio::select! {
                 biased;
                 result = &mut apply => return result,
                 // `recv` is cancel-safe: a batch is never lost when the apply finishes first.
                 next = input.recv(), if ahead.has_room(limits) => match next {
-                    Some(batch) => ahead.push(batch),
+                    // What is queued too, so the transaction's future is polled once per burst
+                    // of batches, not once per batch.
+                    Some(batch) => ahead.push_with_queued(batch, input, limits),
                     None => ahead.closed = true,
                 },
             }
@@ -120,6 +138,17 @@ impl Ahead {
         self.rows += batch.changes.len();
         self.bytes += batch.changes.iter().map(approx_size).sum::<usize>();
         self.batches.push(batch);
+    }
+
+    /// Adds `batch` and whatever is queued behind it now, within the limits.
+    fn push_with_queued(&mut self, batch: Batch, input: &mut BatchReceiver, limits: BatchLimits) {
+        self.push(batch);
+        while self.has_room(limits) {
+            match input.try_recv() {
+                Some(next) => self.push(next),
+                None => break,
+            }
+        }
     }
 
     /// Whether another batch may join (never once the channel closed).

@@ -126,10 +126,15 @@ fn route_change<'a>(
     }
     match &route.mode {
         RouteMode::Mirror { key } => {
-            let (_, plan) = work
-                .plans
-                .entry(route.target.clone())
-                .or_insert_with(|| (key.clone(), MirrorPlan::default()));
+            // Looked up before inserting, so the target's name is cloned once per flush, not
+            // once per change.
+            if !work.plans.contains_key(&route.target) {
+                work.plans
+                    .insert(route.target.clone(), (key.clone(), MirrorPlan::default()));
+            }
+            let Some((_, plan)) = work.plans.get_mut(&route.target) else {
+                return Ok(());
+            };
             if let Err(problem) = plan.add(change, key) {
                 work.stats.dead_lettered += 1;
                 return work.dead.push(source, change, problem, batch.commit_time);
