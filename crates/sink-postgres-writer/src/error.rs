@@ -78,6 +78,16 @@ pub enum WriterError {
     /// The writer was stopped while the operation ran.
     #[error("the writer is stopping")]
     Stopped,
+
+    /// A sink transaction begun while the one before it was still running found that one
+    /// uncommitted (failed or being retried): it wrote nothing and is applied again in order.
+    /// The sink loop handles it; callers of [`PostgresWriter::apply`](crate::PostgresWriter::apply)
+    /// never see it.
+    #[error("the sink transaction before this one has not committed (source {source_id})")]
+    PredecessorNotCommitted {
+        /// A source whose checkpoint is behind the previous transaction's positions.
+        source_id: String,
+    },
 }
 
 /// A custom handler's error: its own error and its class.
@@ -147,6 +157,7 @@ impl Classify for WriterError {
             WriterError::Handler { source, .. } => source.class(),
             WriterError::Redis { source, .. } => redis_class(source),
             WriterError::Stopped => ErrorClass::Cancelled,
+            WriterError::PredecessorNotCommitted { .. } => ErrorClass::Transient,
             WriterError::Spawn(_) => ErrorClass::Permanent,
         }
     }

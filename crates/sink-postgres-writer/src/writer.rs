@@ -13,7 +13,10 @@ use surefoot_core_lifecycle::{CancellationToken, Classify, ErrorClass, Retry, ti
 use surefoot_core_model::{Batch, ComponentError, Position, Reaction};
 use tokio::sync::Notify;
 
-use crate::apply::{FlushContext, FlushStats, apply_flush, checkpoint, dead_letter_batch};
+use crate::apply::{
+    FlushContext, FlushStats, Lasts, apply_flush, checkpoint, dead_letter_batch,
+    plan_flush_yielding,
+};
 use crate::config::{FailurePolicy, WriterConfig};
 use crate::error::WriterError;
 use crate::handler::Handler;
@@ -172,7 +175,7 @@ impl PostgresWriter {
     async fn with_retry(&self, batches: &[&Batch]) -> Result<FlushStats, WriterError> {
         Retry::new("sink transaction", self.inner.config.retry)
             .with_cancellation(self.inner.stopping.clone())
-            .run(|_| self.try_flush(batches))
+            .run(|_| self.try_flush(batches, None))
             .await
             .map_err(surefoot_core_lifecycle::RetryError::into_last_error)
     }
@@ -226,30 +229,52 @@ impl PostgresWriter {
         }
     }
 
-    async fn try_flush(&self, batches: &[&Batch]) -> Result<FlushStats, WriterError> {
+    /// One attempt at `batches` while the transaction that applies `after` may still be
+    /// running: planned now (overlapping that transaction's server time), written once the
+    /// checkpoints show `after` committed, or [`WriterError::PredecessorNotCommitted`] with
+    /// nothing written. Not retried; the sink loop falls back to [`PostgresWriter::apply`].
+    pub(crate) async fn apply_after(
+        &self,
+        batches: &[&Batch],
+        after: &Lasts,
+    ) -> Result<FlushStats, WriterError> {
+        self.try_flush(batches, Some(after)).await
+    }
+
+    async fn try_flush(
+        &self,
+        batches: &[&Batch],
+        after: Option<&Lasts>,
+    ) -> Result<FlushStats, WriterError> {
         let started = Instant::now();
-        let mut conn = self.acquire().await?;
         let ctx = self.context();
-        let work = async {
-            let mut tx = conn
-                .begin()
-                .await
-                .map_err(|e| WriterError::sql("begin", e))?;
-            let stats = apply_flush(ctx, &mut tx, batches).await?;
-            tx.commit()
-                .await
-                .map_err(|e| WriterError::sql("commit", e))?;
-            Ok::<_, WriterError>(stats)
-        };
         let limit = self.inner.config.pool.transaction_timeout;
-        let outcome = match timeout("sink transaction", limit, work).await {
-            Ok(outcome) => outcome,
-            Err(elapsed) => Err(elapsed.into()),
+        let attempt = async {
+            // Planned before a connection is taken: CPU work that, for a transaction begun
+            // ahead, runs while the previous one is on the server.
+            let planned = plan_flush_yielding(ctx, batches).await?;
+            let mut conn = self.acquire().await?;
+            let work = async {
+                let mut tx = conn
+                    .begin()
+                    .await
+                    .map_err(|e| WriterError::sql("begin", e))?;
+                let stats = apply_flush(ctx, &mut tx, batches, planned, after).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| WriterError::sql("commit", e))?;
+                Ok::<_, WriterError>(stats)
+            };
+            timeout("sink transaction", limit, work).await?
         };
-        match outcome {
+        match attempt.await {
             Ok(stats) => {
                 self.committed(batches, stats, started);
                 Ok(stats)
+            }
+            Err(error @ WriterError::PredecessorNotCommitted { .. }) => {
+                tracing::debug!(sink = %self.sink(), error = %error, "a transaction begun ahead waits for its predecessor");
+                Err(error)
             }
             Err(error) => {
                 self.inner.stats.failed();

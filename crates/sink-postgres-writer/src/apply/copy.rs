@@ -1,6 +1,7 @@
 //! The fast path of a mirror upsert for single-column keys: find which keys exist (one index
 //! probe per key), update those, and `COPY` the new rows straight into the target, PostgreSQL's
-//! bulk insert path (`INSERT ... SELECT` inserts row by row).
+//! bulk insert path (`INSERT ... SELECT` inserts row by row). Tables whose recent flushes only
+//! inserted skip the probe and `COPY` first (`apply::insert_first`).
 //!
 //! Race: another writer inserting one of the new keys between the probe and the `COPY` makes the
 //! `COPY` fail with a unique violation; the transaction is then retried batch by batch and the
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use sqlx::PgConnection;
 
 use super::group::UpsertGroup;
+use super::insert_first::{Tried, try_copy};
 use crate::error::WriterError;
 use crate::ident::Ident;
 use crate::schema::TargetTable;
@@ -24,6 +26,9 @@ pub(crate) async fn upsert_by_copy(
     key: &str,
     group: &UpsertGroup<'_>,
 ) -> Result<(), WriterError> {
+    if let Tried::Copied = try_copy(conn, table, key, group).await? {
+        return Ok(());
+    }
     let names = &group.names;
     let key_index = names
         .iter()
@@ -44,6 +49,9 @@ pub(crate) async fn upsert_by_copy(
         }
     }
     let old_count = is_old.iter().filter(|old| **old).count();
+    if old_count == 0 {
+        table.insert_first.found_none();
+    }
     if names.len() > 1 && old_count > 0 {
         let old = group.columns(|i| is_old[i]);
         update(conn, table, key, key_index, names, old).await?;
@@ -139,7 +147,7 @@ async fn update(
     Ok(())
 }
 
-async fn copy_in(
+pub(crate) async fn copy_in(
     conn: &mut PgConnection,
     table: &TargetTable,
     names: &[Arc<str>],

@@ -5,6 +5,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod copy;
 pub(crate) mod group;
+pub(crate) mod insert_first;
 pub(crate) mod mirror;
 pub(crate) mod outbox;
 pub(crate) mod rows;
@@ -54,8 +55,9 @@ struct CustomCall<'a> {
     changes: Vec<&'a Change>,
 }
 
+/// A flush's planned writes.
 #[derive(Default)]
-struct Work<'a> {
+pub(crate) struct Work<'a> {
     plans: BTreeMap<QualifiedName, (Vec<String>, MirrorPlan<'a>)>,
     events: ChangeRows,
     dead: ChangeRows,
@@ -65,24 +67,100 @@ struct Work<'a> {
     stats: FlushStats,
 }
 
-/// Applies `batches` on `conn`, inside the caller's transaction.
-pub(crate) async fn apply_flush(
+/// The last position per source that a sink transaction will have applied once committed.
+pub(crate) type Lasts = BTreeMap<String, Position>;
+
+/// The highest `last` per source of `batches`.
+pub(crate) fn lasts(batches: &[&Batch]) -> Lasts {
+    let mut lasts = Lasts::new();
+    for batch in batches {
+        let entry = lasts
+            .entry(batch.source.as_str().to_owned())
+            .or_insert(batch.last);
+        *entry = (*entry).max(batch.last);
+    }
+    lasts
+}
+
+/// The checkpoints a flush holds: the last position applied per source, if any.
+type Checkpoints<'b> = BTreeMap<&'b str, Option<Position>>;
+
+/// Routes, validates and plans `batches`, skipping what `checkpoints` show applied. CPU only, so
+/// it can run before the transaction begins (with no checkpoints: nothing skipped) while the
+/// previous transaction is still on the server.
+pub(crate) fn plan_flush<'a>(
     ctx: FlushContext<'_>,
-    conn: &mut PgConnection,
-    batches: &[&Batch],
-) -> Result<FlushStats, WriterError> {
-    let checkpoints = lock_checkpoints(ctx, conn, batches).await?;
+    batches: &[&'a Batch],
+    checkpoints: &Checkpoints<'_>,
+) -> Result<Work<'a>, WriterError> {
     let mut work = Work::default();
     for batch in batches {
-        let seen = checkpoints.get(batch.source.as_str()).copied().flatten();
-        for change in batch.changes.iter() {
-            if seen.is_some_and(|seen| change.position <= seen) {
-                work.stats.already_applied += 1;
-                continue;
-            }
-            route_change(ctx, &mut work, batch, change)?;
+        plan_batch(ctx, &mut work, batch, checkpoints)?;
+    }
+    Ok(work)
+}
+
+/// Changes planned between two yields of [`plan_flush_yielding`].
+const CHANGES_PER_YIELD: usize = 500;
+
+/// [`plan_flush`] with nothing skipped, yielding to the runtime every few hundred changes, so
+/// that a transaction begun ahead, planning in the same task as the one before it, does not
+/// hold up that one's replies from the server.
+pub(crate) async fn plan_flush_yielding<'a>(
+    ctx: FlushContext<'_>,
+    batches: &[&'a Batch],
+) -> Result<Work<'a>, WriterError> {
+    let (mut work, none) = (Work::default(), Checkpoints::new());
+    let mut since_yield = 0;
+    for batch in batches {
+        plan_batch(ctx, &mut work, batch, &none)?;
+        since_yield += batch.changes.len();
+        if since_yield >= CHANGES_PER_YIELD {
+            since_yield = 0;
+            tokio::task::yield_now().await;
         }
     }
+    Ok(work)
+}
+
+fn plan_batch<'a>(
+    ctx: FlushContext<'_>,
+    work: &mut Work<'a>,
+    batch: &'a Batch,
+    checkpoints: &Checkpoints<'_>,
+) -> Result<(), WriterError> {
+    let seen = checkpoints.get(batch.source.as_str()).copied().flatten();
+    for change in batch.changes.iter() {
+        if seen.is_some_and(|seen| change.position <= seen) {
+            work.stats.already_applied += 1;
+            continue;
+        }
+        route_change(ctx, work, batch, change)?;
+    }
+    Ok(())
+}
+
+/// Applies `batches` on `conn`, inside the caller's transaction. `planned` is their plan made
+/// with no checkpoints; it is made again when the locked checkpoints show part of them applied.
+/// With `after`, the transaction before this one may not have committed when this one began:
+/// unless the checkpoints it locks show that transaction's positions, nothing is written and
+/// [`WriterError::PredecessorNotCommitted`] is returned.
+pub(crate) async fn apply_flush<'a>(
+    ctx: FlushContext<'_>,
+    conn: &mut PgConnection,
+    batches: &[&'a Batch],
+    planned: Work<'a>,
+    after: Option<&Lasts>,
+) -> Result<FlushStats, WriterError> {
+    let checkpoints = lock_checkpoints(ctx, conn, batches).await?;
+    if let Some(after) = after {
+        check_predecessor(after, &checkpoints)?;
+    }
+    let mut work = if skips_any(batches, &checkpoints) {
+        plan_flush(ctx, batches, &checkpoints)?
+    } else {
+        planned
+    };
     let mut stats = work.stats;
     work.dead.insert_dead_letters(conn, ctx.sink).await?;
     for (target, (key, plan)) in work.plans {
@@ -178,12 +256,35 @@ fn route_change<'a>(
     Ok(())
 }
 
+/// Whether any change of `batches` is at or below its source's checkpoint.
+fn skips_any(batches: &[&Batch], checkpoints: &Checkpoints<'_>) -> bool {
+    batches.iter().any(|batch| {
+        let seen = checkpoints.get(batch.source.as_str()).copied().flatten();
+        seen.is_some_and(|seen| batch.first <= seen)
+    })
+}
+
+/// Fails unless every source of `after` that this transaction locked is at or past `after`'s
+/// position: otherwise the transaction before did not commit (it failed, or is being retried),
+/// and applying this one now would put later changes before earlier ones.
+fn check_predecessor(after: &Lasts, checkpoints: &Checkpoints<'_>) -> Result<(), WriterError> {
+    for (source, last) in after {
+        let seen = checkpoints.get(source.as_str()).copied().flatten();
+        if seen.is_none_or(|seen| seen < *last) {
+            return Err(WriterError::PredecessorNotCommitted {
+                source_id: source.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Locks each source's checkpoint, in name order so two writers cannot deadlock.
 async fn lock_checkpoints<'b>(
     ctx: FlushContext<'_>,
     conn: &mut PgConnection,
     batches: &[&'b Batch],
-) -> Result<BTreeMap<&'b str, Option<Position>>, WriterError> {
+) -> Result<Checkpoints<'b>, WriterError> {
     let mut checkpoints: BTreeMap<&str, Option<Position>> =
         batches.iter().map(|b| (b.source.as_str(), None)).collect();
     for (source, position) in &mut checkpoints {

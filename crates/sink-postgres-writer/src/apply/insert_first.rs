@@ -1,0 +1,70 @@
+//! Insert-first: for a table whose recent flushes found none of their keys already there (an
+//! append-mostly table, serial or time-ordered keys), the new rows are `COPY`d straight in
+//! under a savepoint, without probing for existing keys first. The key's unique index decides:
+//! if a row's key exists after all, the `COPY` fails with a unique violation, the transaction
+//! rolls back to the savepoint (nothing of the `COPY` stays) and the rows take the probe path.
+//! That costs the wasted `COPY`, so after such a conflict the table is probed for the next
+//! [`InsertFirst`](crate::schema::InsertFirst) cooldown before trying again.
+//!
+//! Only for a key column with a unique index checked at once: a deferrable or partial index
+//! would let duplicates in.
+
+use sqlx::PgConnection;
+
+use super::group::UpsertGroup;
+use crate::error::WriterError;
+use crate::schema::TargetTable;
+
+/// What trying the `COPY` first gave.
+pub(crate) enum Tried {
+    /// Every row went in.
+    Copied,
+    /// A key existed (or insert-first does not apply): the rows still need the probe path.
+    ProbeNeeded,
+}
+
+/// `COPY`s every row of `group` into `table` under a savepoint when `table` qualifies.
+pub(crate) async fn try_copy(
+    conn: &mut PgConnection,
+    table: &TargetTable,
+    key: &str,
+    group: &UpsertGroup<'_>,
+) -> Result<Tried, WriterError> {
+    if !table.insert_first.is_on() || !table.is_unique_now(key) {
+        return Ok(Tried::ProbeNeeded);
+    }
+    savepoint(conn, "SAVEPOINT surefoot_insert_first").await?;
+    let copied = super::copy::copy_in(conn, table, &group.names, group.copy_text(|_| true)).await;
+    match copied {
+        Ok(()) => {
+            savepoint(conn, "RELEASE SAVEPOINT surefoot_insert_first").await?;
+            Ok(Tried::Copied)
+        }
+        Err(error) if is_unique_violation(&error) => {
+            savepoint(conn, "ROLLBACK TO SAVEPOINT surefoot_insert_first").await?;
+            savepoint(conn, "RELEASE SAVEPOINT surefoot_insert_first").await?;
+            table.insert_first.met_existing();
+            tracing::debug!(table = %table.name, "a key existed: back to probing first");
+            Ok(Tried::ProbeNeeded)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn savepoint(conn: &mut PgConnection, statement: &'static str) -> Result<(), WriterError> {
+    sqlx::raw_sql(statement)
+        .execute(conn)
+        .await
+        .map_err(|e| WriterError::sql(statement.to_lowercase(), e))?;
+    Ok(())
+}
+
+fn is_unique_violation(error: &WriterError) -> bool {
+    match error {
+        WriterError::Sql {
+            source: sqlx::Error::Database(db),
+            ..
+        } => db.code().as_deref() == Some("23505"),
+        _ => false,
+    }
+}
