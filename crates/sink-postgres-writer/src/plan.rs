@@ -37,6 +37,8 @@ pub(crate) struct MirrorPlan<'a> {
     /// Effect per key, keys in first-seen order (a later effect replaces an earlier one in
     /// place). One map holds both, so each key is encoded and stored once.
     pub(crate) effects: IndexMap<KeyText, Effect<'a>>,
+    /// The upserts as `COPY` text, made while planning for a table that inserts first.
+    pub(crate) rendered: Option<crate::apply::insert_first::Rendered>,
 }
 
 impl<'a> MirrorPlan<'a> {

@@ -100,6 +100,11 @@ impl SchemaCache {
         Ok(table)
     }
 
+    /// The table's description if it was loaded already.
+    pub(crate) fn cached(&self, name: &QualifiedName) -> Option<Arc<TargetTable>> {
+        self.lock().get(name).cloned()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<QualifiedName, Arc<TargetTable>>> {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }

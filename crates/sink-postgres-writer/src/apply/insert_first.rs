@@ -9,10 +9,13 @@
 //! Only for a key column with a unique index checked at once: a deferrable or partial index
 //! would let duplicates in.
 
+use std::sync::Arc;
+
 use sqlx::PgConnection;
 
-use super::group::UpsertGroup;
+use super::group::{UpsertGroup, UpsertGroups};
 use crate::error::WriterError;
+use crate::plan::{Effect, MirrorPlan};
 use crate::schema::TargetTable;
 
 /// What trying the `COPY` first gave.
@@ -23,6 +26,42 @@ pub(crate) enum Tried {
     ProbeNeeded,
 }
 
+/// A plan's upserts as `COPY` text, made while planning (before the transaction holds its
+/// locks) for a table that inserts first.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    names: Vec<Arc<str>>,
+    text: String,
+    /// Rows in `text`.
+    pub(crate) rows: u64,
+}
+
+/// Whether `table` inserts first on `key`.
+pub(crate) fn applies(table: &TargetTable, key: &str) -> bool {
+    table.insert_first.is_on() && table.is_unique_now(key)
+}
+
+/// `plan`'s upserts as `COPY` text, when they are all it has (no truncate, no delete) and they
+/// all carry the same columns; `None` otherwise.
+pub(crate) fn render(plan: &MirrorPlan<'_>) -> Option<Rendered> {
+    if plan.truncate {
+        return None;
+    }
+    let mut groups = UpsertGroups::default();
+    for (key, effect) in &plan.effects {
+        match effect {
+            Effect::Upsert(row) => groups.push(key, row),
+            Effect::Delete => return None,
+        }
+    }
+    let [group] = <[UpsertGroup<'_>; 1]>::try_from(groups.into_groups()).ok()?;
+    Some(Rendered {
+        text: group.copy_text(|_| true),
+        rows: group.rows.len() as u64,
+        names: group.names,
+    })
+}
+
 /// `COPY`s every row of `group` into `table` under a savepoint when `table` qualifies.
 pub(crate) async fn try_copy(
     conn: &mut PgConnection,
@@ -30,11 +69,33 @@ pub(crate) async fn try_copy(
     key: &str,
     group: &UpsertGroup<'_>,
 ) -> Result<Tried, WriterError> {
-    if !table.insert_first.is_on() || !table.is_unique_now(key) {
+    if !applies(table, key) {
         return Ok(Tried::ProbeNeeded);
     }
+    copy_under_savepoint(conn, table, &group.names, group.copy_text(|_| true)).await
+}
+
+/// `COPY`s `rendered` into `table` under a savepoint when `table` (still) qualifies.
+pub(crate) async fn try_copy_rendered(
+    conn: &mut PgConnection,
+    table: &TargetTable,
+    key: &str,
+    rendered: Rendered,
+) -> Result<Tried, WriterError> {
+    if !applies(table, key) {
+        return Ok(Tried::ProbeNeeded);
+    }
+    copy_under_savepoint(conn, table, &rendered.names, rendered.text).await
+}
+
+async fn copy_under_savepoint(
+    conn: &mut PgConnection,
+    table: &TargetTable,
+    names: &[Arc<str>],
+    text: String,
+) -> Result<Tried, WriterError> {
     savepoint(conn, "SAVEPOINT surefoot_insert_first").await?;
-    let copied = super::copy::copy_in(conn, table, &group.names, group.copy_text(|_| true)).await;
+    let copied = super::copy::copy_in(conn, table, names, text).await;
     match copied {
         Ok(()) => {
             savepoint(conn, "RELEASE SAVEPOINT surefoot_insert_first").await?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sqlx::PgConnection;
 
 use super::group::UpsertGroups;
+use super::insert_first::{Tried, try_copy_rendered};
 
 use crate::error::WriterError;
 use crate::ident::Ident;
@@ -26,9 +27,16 @@ pub(crate) async fn apply(
     conn: &mut PgConnection,
     table: &TargetTable,
     key: &[String],
-    plan: MirrorPlan<'_>,
+    mut plan: MirrorPlan<'_>,
 ) -> Result<MirrorStats, WriterError> {
     let mut stats = MirrorStats::default();
+    if let ([single], Some(rendered)) = (key, plan.rendered.take()) {
+        let rows = rendered.rows;
+        if let Tried::Copied = try_copy_rendered(conn, table, single, rendered).await? {
+            stats.upserted = rows;
+            return Ok(stats);
+        }
+    }
     if plan.truncate {
         let sql = format!("TRUNCATE {}", table.name.quoted());
         run(conn, sql, Vec::new(), "truncate", table).await?;

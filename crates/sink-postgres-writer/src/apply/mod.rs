@@ -120,6 +120,16 @@ pub(crate) async fn plan_flush_yielding<'a>(
             tokio::task::yield_now().await;
         }
     }
+    for (target, (key, plan)) in &mut work.plans {
+        let inserts_first = match (key.as_slice(), ctx.schema.cached(target)) {
+            ([key], Some(table)) => insert_first::applies(&table, key),
+            _ => false,
+        };
+        if inserts_first {
+            plan.rendered = insert_first::render(plan);
+            tokio::task::yield_now().await;
+        }
+    }
     Ok(work)
 }
 
