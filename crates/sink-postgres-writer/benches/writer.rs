@@ -3,17 +3,18 @@
 //!
 //! The rows: 100,000 inserts of `(id bigint primary key, body text, amount numeric)`.
 //!
-//! - ours: the writer's sink loop fed through a batch channel, one source transaction of 5
-//!   changes per batch (20,000 batches), coalesced into sink transactions of up to 5,000
-//!   changes, each with its checkpoint; from the first batch sent to the loop's return after
-//!   the last commit. Batches are built before the clock starts.
+//! - ours (the headline): the writer's sink loop fed through a batch channel, one source
+//!   transaction of 5 changes per batch (20,000 batches), coalesced into sink transactions of up
+//!   to 5,000 changes, each with its checkpoint; from the first batch sent to the loop's return
+//!   after the last commit. Batches are built before the clock starts.
 //! - limit: one `COPY ... FROM STDIN` (text format) of the same rows into an identical table,
 //!   in one transaction, rows formatted before the clock starts.
 //!
 //! - also printed: the same rows through `PostgresWriter::apply` directly, 5,000 changes per
-//!   call, without the sink loop (to tell the loop's cost from the apply's); and plain `COPY`
-//!   split like the sink transactions, 20 transactions of one 5,000-row `COPY` each (to tell
-//!   the cost of that split from the writer's own). The headline ratio stays against one `COPY`.
+//!   call, without the sink loop (no pipelining); plain `COPY` split like the sink transactions,
+//!   20 transactions of one 5,000-row `COPY` each; and, right after the inserts, updates of all
+//!   100,000 rows through the sink loop (every key exists: the key probe and an `UPDATE` instead
+//!   of insert-first `COPY`), against the same `COPY` figure.
 //!
 //! Each side runs `REPS` times, alternating, into freshly truncated tables; medians reported.
 //! Every run's positions lie above the previous run's, so nothing is skipped as already applied.
@@ -63,6 +64,11 @@ fn amount(n: u64) -> String {
 }
 
 fn batches(rep: usize) -> Vec<Batch> {
+    changes(rep, false)
+}
+
+/// 20,000 source transactions of 5 changes: inserts of ids 1..=100,000, or updates of them.
+fn changes(rep: usize, update: bool) -> Vec<Batch> {
     let table = TableRef::new("public", "mirror_target");
     let base = rep as u64 * ROWS;
     (0..ROWS / PER_TRANSACTION)
@@ -77,7 +83,12 @@ fn batches(rep: usize) -> Vec<Batch> {
                             "amount",
                             Value::Numeric(amount(n).parse::<Numeric>().unwrap()),
                         );
-                    Change::insert(Position::Sequence(base + n), table.clone(), row)
+                    let position = Position::Sequence(base + n);
+                    if update {
+                        Change::update(position, table.clone(), None, None, row)
+                    } else {
+                        Change::insert(position, table.clone(), row)
+                    }
                 })
                 .collect();
             Batch {
@@ -97,7 +108,16 @@ async fn ours(writer: &PostgresWriter, rep: usize) -> Duration {
         .execute(writer.pool())
         .await
         .unwrap();
-    let prepared = batches(2 * rep);
+    through_loop(writer, batches(3 * rep)).await
+}
+
+/// Updates of every row `ours` inserted, through the sink loop: each key exists, so every
+/// sink transaction probes for its keys and updates them.
+async fn updates(writer: &PostgresWriter, rep: usize) -> Duration {
+    through_loop(writer, changes(3 * rep + 1, true)).await
+}
+
+async fn through_loop(writer: &PostgresWriter, prepared: Vec<Batch>) -> Duration {
     let (sender, receiver) = batch_channel(256);
     let started = Instant::now();
     let send = async move {
@@ -117,7 +137,7 @@ async fn direct(writer: &PostgresWriter, rep: usize) -> Duration {
         .execute(writer.pool())
         .await
         .unwrap();
-    let prepared = batches(2 * rep + 1);
+    let prepared = batches(3 * rep + 2);
     let started = Instant::now();
     for chunk in prepared.chunks(1_000) {
         let refs: Vec<&Batch> = chunk.iter().collect();
@@ -214,17 +234,19 @@ async fn run() {
             .unwrap();
     }
     let (mut mine, mut theirs, mut direct_runs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut split_runs = Vec::new();
+    let (mut split_runs, mut update_runs) = (Vec::new(), Vec::new());
     for rep in 0..REPS {
         theirs.push(copy(&url, ROWS as usize).await);
         split_runs.push(copy(&url, 5_000).await);
         mine.push(ours(&writer, rep).await);
+        update_runs.push(updates(&writer, rep).await);
         direct_runs.push(direct(&writer, rep).await);
         println!(
-            "rep {rep}: mirror {:.0} rows/s (apply() directly {:.0}), COPY {:.0} rows/s \
-             (20 COPYs of 5,000 rows, a transaction each: {:.0})",
+            "rep {rep}: mirror {:.0} rows/s (apply() directly {:.0}; updates of every row {:.0}), \
+             COPY {:.0} rows/s (20 COPYs of 5,000 rows, a transaction each: {:.0})",
             rate(mine[rep]),
             rate(direct_runs[rep]),
+            rate(update_runs[rep]),
             rate(theirs[rep]),
             rate(split_runs[rep])
         );
@@ -234,6 +256,7 @@ async fn run() {
     }
     let (mine, theirs, direct_median) = (median(mine), median(theirs), median(direct_runs));
     let split = median(split_runs);
+    let updated = median(update_runs);
     println!(
         "COPY in 20 transactions of 5,000 rows (the sink transactions' shape): {:.0} rows/s, \
          mirror against it {:.2}",
@@ -248,9 +271,13 @@ async fn run() {
     println!(
         "| workload | rows | mirror (rows/s) | COPY (rows/s) | ratio (mirror/COPY) |\n\
          |---|---:|---:|---:|---:|\n\
-         | inserts, {PER_TRANSACTION} per source transaction | {ROWS} | {:.0} | {:.0} | {:.2} |",
+         | inserts, {PER_TRANSACTION} per source transaction | {ROWS} | {:.0} | {:.0} | {:.2} |\n\
+         | updates of every row, {PER_TRANSACTION} per source transaction | {ROWS} | {:.0} | {:.0} | {:.2} |",
         rate(mine),
         rate(theirs),
-        rate(mine) / rate(theirs)
+        rate(mine) / rate(theirs),
+        rate(updated),
+        rate(theirs),
+        rate(updated) / rate(theirs)
     );
 }
