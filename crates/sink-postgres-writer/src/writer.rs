@@ -272,8 +272,10 @@ impl PostgresWriter {
                 self.committed(batches, stats, started);
                 Ok(stats)
             }
-            Err(error @ WriterError::PredecessorNotCommitted { .. }) => {
-                tracing::debug!(sink = %self.sink(), error = %error, "a transaction begun ahead waits for its predecessor");
+            Err(error) if after.is_some() => {
+                // Begun ahead: the sink loop applies it again, in order, and that attempt's
+                // failure is the one counted.
+                tracing::debug!(sink = %self.sink(), error = %error_chain(&error), "a sink transaction begun ahead did not apply; it is applied again in order");
                 Err(error)
             }
             Err(error) => {

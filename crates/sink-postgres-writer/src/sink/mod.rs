@@ -11,7 +11,7 @@
 //! after the current one, in order. So a transaction writes only after its predecessor
 //! committed, and per-key order holds. At most three transactions' worth of batches are held:
 //! the one running, the one begun ahead and the one being received. With a rows-per-second
-//! limit nothing begins ahead.
+//! limit, or a pool of one connection, nothing begins ahead.
 
 mod ahead;
 mod flight;
@@ -113,7 +113,9 @@ impl PostgresWriter {
         cancel: &CancellationToken,
     ) -> Landed {
         let limits = self.inner.config.batch;
-        let pipelined = self.inner.config.max_rows_per_second.is_none();
+        // Begun ahead, a transaction holds a second connection while it waits.
+        let pipelined = self.inner.config.max_rows_per_second.is_none()
+            && self.inner.config.pool.max_connections >= 2;
         loop {
             let open = !cancel.is_cancelled();
             if next.is_none() && pipelined && open && ahead.ready_after(&flight.lasts, limits) {
