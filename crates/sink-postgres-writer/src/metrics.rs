@@ -100,6 +100,11 @@ impl WriterMetrics {
         self.skipped.add(stats.already_applied, &self.attrs);
     }
 
+    /// Changes of a batch dead-lettered whole after a permanent failure.
+    pub(crate) fn dead_lettered(&self, changes: u64) {
+        self.dead_lettered.add(changes, &self.attrs);
+    }
+
     pub(crate) fn lag(&self, seconds: f64) {
         self.lag_seconds.record(seconds, &self.attrs);
     }

@@ -215,6 +215,7 @@ impl PostgresWriter {
         )
         .await??;
         self.inner.stats.committed();
+        self.inner.metrics.dead_lettered(recorded);
         Ok(FlushStats {
             dead_lettered: recorded,
             ..FlushStats::default()

@@ -600,9 +600,6 @@ async fn w_11_failed_transactions_are_counted_by_class() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a batch dead-lettered after a permanent failure (PostgresWriter::give_up) is \
-            written to the dead-letter table but never added to \
-            surefoot.writer.changes.dead_lettered; only rows refused by a validation rule are"]
 async fn w_11_every_change_sent_to_the_dead_letter_table_is_counted() {
     let server = PgServer::new().await.unwrap();
     let (exported, metrics) = Exported::new("m-dead");
