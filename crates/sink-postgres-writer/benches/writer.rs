@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
-use surefoot_core_lifecycle::CancellationToken;
+use surefoot_core_lifecycle::{CancellationToken, TaskGroup};
 use surefoot_core_model::{
     AckToken, Batch, Change, Numeric, Position, Row, SourceId, TableRef, Value, batch_channel,
 };
@@ -44,7 +44,7 @@ use surefoot_test_support::PgServer;
 
 const ROWS: u64 = 100_000;
 const PER_TRANSACTION: u64 = 5;
-const REPS: usize = 3;
+const REPS: usize = 5;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -117,17 +117,26 @@ async fn updates(writer: &PostgresWriter, rep: usize) -> Duration {
     through_loop(writer, changes(3 * rep + 1, true)).await
 }
 
+/// The batches sent by a task of their own, as a source's would be, into the sink loop.
 async fn through_loop(writer: &PostgresWriter, prepared: Vec<Batch>) -> Duration {
     let (sender, receiver) = batch_channel(256);
+    let producer = TaskGroup::new("bench-source");
     let started = Instant::now();
-    let send = async move {
-        for batch in prepared {
-            sender.send(batch).await.unwrap();
-        }
-    };
-    let ((), applied) = tokio::join!(send, writer.run(receiver, CancellationToken::new()));
-    applied.unwrap();
-    started.elapsed()
+    producer
+        .spawn("send", move |_cancel| async move {
+            for batch in prepared {
+                sender.send(batch).await?;
+            }
+            Ok::<(), surefoot_core_model::ChannelClosed>(())
+        })
+        .unwrap();
+    writer
+        .run(receiver, CancellationToken::new())
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(producer.stop(Duration::from_secs(10)).await.is_clean());
+    elapsed
 }
 
 /// The same batches through `PostgresWriter::apply`, 1,000 batches (5,000 changes) per call,
