@@ -17,6 +17,8 @@
 //!   of insert-first `COPY`), against the same `COPY` figure.
 //!
 //! Each side runs `REPS` times, alternating, into freshly truncated tables; medians reported.
+//! Autovacuum is off for both tables (the same for both sides): the updates leave 100,000 dead
+//! rows, and a vacuum of them during the next repetition only added noise.
 //! Every run's positions lie above the previous run's, so nothing is skipped as already applied.
 //! `SUREFOOT_BENCH_MAX_ROWS` sets the sink transaction's row limit (default 5,000).
 //! `SUREFOOT_BENCH_STATEMENTS=1` loads `pg_stat_statements` and prints the server's execution
@@ -230,8 +232,10 @@ async fn run() {
     config.batch.max_latency = Duration::from_millis(5);
     let writer = PostgresWriter::builder(config).connect().await.unwrap();
     sqlx::raw_sql(
-        "CREATE TABLE mirror_target (id bigint PRIMARY KEY, body text, amount numeric); \
-         CREATE TABLE copy_target (id bigint PRIMARY KEY, body text, amount numeric);",
+        "CREATE TABLE mirror_target (id bigint PRIMARY KEY, body text, amount numeric) \
+             WITH (autovacuum_enabled = off); \
+         CREATE TABLE copy_target (id bigint PRIMARY KEY, body text, amount numeric) \
+             WITH (autovacuum_enabled = off);",
     )
     .execute(writer.pool())
     .await
