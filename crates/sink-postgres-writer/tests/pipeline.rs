@@ -7,11 +7,17 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use common::*;
+use sqlx::PgConnection;
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{AckOutcome, AckToken, Batch, Change, Value, batch_channel};
-use surefoot_sink_postgres_writer::{ApplyMode, FailurePolicy, PostgresWriter, TableConfig};
+use surefoot_sink_postgres_writer::{
+    ApplyMode, FailurePolicy, Handler, HandlerError, HandlerInput, OutboxMessages, PostgresWriter,
+    TableConfig,
+};
 use surefoot_test_support::PgServer;
+use tokio::sync::oneshot;
 
 type Outcomes = Arc<Mutex<Vec<(u64, AckOutcome)>>>;
 
@@ -176,4 +182,128 @@ async fn pipelined_transactions_keep_per_key_order_through_insert_first_conflict
     let outcomes = outcomes.lock().unwrap();
     assert_eq!(outcomes.len(), 23);
     assert!(outcomes.iter().all(|(_, outcome)| outcome.is_delivered()));
+}
+
+/// Logs the positions it is given into `gate_log`; on its first call it says "inside" and then
+/// waits, inside the sink transaction, until released.
+#[derive(Debug)]
+struct Gate {
+    inside: Mutex<Option<oneshot::Sender<()>>>,
+    release: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+#[async_trait]
+impl Handler for Gate {
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        input: HandlerInput<'_>,
+        _outbox: &mut OutboxMessages,
+    ) -> Result<(), HandlerError> {
+        let positions: Vec<i64> = input
+            .changes
+            .iter()
+            .map(|change| match change.position {
+                surefoot_core_model::Position::Sequence(n) => n as i64,
+                other => panic!("unexpected position {other}"),
+            })
+            .collect();
+        sqlx::query("INSERT INTO gate_log (position) SELECT unnest($1::int8[])")
+            .bind(&positions)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| HandlerError::sql("gate log", e))?;
+        let inside = self.inside.lock().unwrap().take();
+        if let Some(inside) = inside {
+            inside.send(()).unwrap();
+            let release = self.release.lock().unwrap().take().unwrap();
+            release
+                .await
+                .map_err(|_| HandlerError::permanent("the test dropped the release"))?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn cancelling_finishes_the_transaction_under_way_and_the_one_begun_ahead() {
+    let server = PgServer::new().await.unwrap();
+    let (inside_tx, inside) = oneshot::channel();
+    let (release, release_rx) = oneshot::channel();
+    let gate = Gate {
+        inside: Mutex::new(Some(inside_tx)),
+        release: Mutex::new(Some(release_rx)),
+    };
+    let mut config = config(&server, "cancel").table(TableConfig::new(
+        table("gated"),
+        ApplyMode::Custom {
+            handler: "gate".into(),
+        },
+    ));
+    config.batch.max_rows = 2;
+    config.application_name = "surefoot-pipeline-cancel".into();
+    let writer = PostgresWriter::builder(config)
+        .handler("gate", gate)
+        .connect()
+        .await
+        .unwrap();
+    exec(&writer, "CREATE TABLE gate_log (position bigint NOT NULL)").await;
+    let outcomes = Outcomes::default();
+    let (sender, receiver) = batch_channel(8);
+    for n in 1..=6u64 {
+        let change = Change::insert(seq(n), table("gated"), row(n as i64, Value::Null));
+        sender.send(tracked(vec![change], &outcomes)).await.unwrap();
+    }
+    let cancel = CancellationToken::new();
+    let observer = sqlx::PgPool::connect(&server.url("postgres"))
+        .await
+        .unwrap();
+    let run = writer.run(receiver, cancel.clone());
+    let steer = async {
+        // Transaction A (positions 1, 2) is held inside the handler ...
+        inside.await.unwrap();
+        // ... and transaction B (3, 4), begun ahead, waits on A's checkpoint lock.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'surefoot-pipeline-cancel' AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&observer)
+            .await
+            .unwrap();
+            if waiting == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no transaction began ahead"
+            );
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel();
+        release.send(()).unwrap();
+    };
+    let (result, ()) = tokio::join!(run, steer);
+    result.unwrap();
+    drop(sender);
+    let logged: Vec<i64> = sqlx::query_scalar("SELECT position FROM gate_log ORDER BY position")
+        .fetch_all(&observer)
+        .await
+        .unwrap();
+    assert_eq!(logged, [1, 2, 3, 4], "A and B finish, nothing after them");
+    assert_eq!(writer.checkpoint("src").await.unwrap(), Some(seq(4)));
+    let mut outcomes = outcomes.lock().unwrap().clone();
+    outcomes.sort_by_key(|(n, _)| *n);
+    let delivered: Vec<u64> = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.is_delivered())
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(delivered, [1, 2, 3, 4]);
+    assert_eq!(
+        outcomes.len(),
+        6,
+        "the batches not applied are settled too: {outcomes:?}"
+    );
 }
