@@ -7,17 +7,12 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
+use common::gate::gate;
 use common::*;
-use sqlx::PgConnection;
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{AckOutcome, AckToken, Batch, Change, Value, batch_channel};
-use surefoot_sink_postgres_writer::{
-    ApplyMode, FailurePolicy, Handler, HandlerError, HandlerInput, OutboxMessages, PostgresWriter,
-    TableConfig,
-};
+use surefoot_sink_postgres_writer::{ApplyMode, FailurePolicy, PostgresWriter, TableConfig};
 use surefoot_test_support::PgServer;
-use tokio::sync::oneshot;
 
 type Outcomes = Arc<Mutex<Vec<(u64, AckOutcome)>>>;
 
@@ -184,56 +179,10 @@ async fn pipelined_transactions_keep_per_key_order_through_insert_first_conflict
     assert!(outcomes.iter().all(|(_, outcome)| outcome.is_delivered()));
 }
 
-/// Logs the positions it is given into `gate_log`; on its first call it says "inside" and then
-/// waits, inside the sink transaction, until released.
-#[derive(Debug)]
-struct Gate {
-    inside: Mutex<Option<oneshot::Sender<()>>>,
-    release: Mutex<Option<oneshot::Receiver<()>>>,
-}
-
-#[async_trait]
-impl Handler for Gate {
-    async fn handle(
-        &self,
-        conn: &mut PgConnection,
-        input: HandlerInput<'_>,
-        _outbox: &mut OutboxMessages,
-    ) -> Result<(), HandlerError> {
-        let positions: Vec<i64> = input
-            .changes
-            .iter()
-            .map(|change| match change.position {
-                surefoot_core_model::Position::Sequence(n) => n as i64,
-                other => panic!("unexpected position {other}"),
-            })
-            .collect();
-        sqlx::query("INSERT INTO gate_log (position) SELECT unnest($1::int8[])")
-            .bind(&positions)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| HandlerError::sql("gate log", e))?;
-        let inside = self.inside.lock().unwrap().take();
-        if let Some(inside) = inside {
-            inside.send(()).unwrap();
-            let release = self.release.lock().unwrap().take().unwrap();
-            release
-                .await
-                .map_err(|_| HandlerError::permanent("the test dropped the release"))?;
-        }
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn cancelling_finishes_the_transaction_under_way_and_the_one_begun_ahead() {
     let server = PgServer::new().await.unwrap();
-    let (inside_tx, inside) = oneshot::channel();
-    let (release, release_rx) = oneshot::channel();
-    let gate = Gate {
-        inside: Mutex::new(Some(inside_tx)),
-        release: Mutex::new(Some(release_rx)),
-    };
+    let (gate, inside, release) = gate();
     let mut config = config(&server, "cancel").table(TableConfig::new(
         table("gated"),
         ApplyMode::Custom {

@@ -10,74 +10,20 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
+use common::gate::gate;
 use common::*;
-use sqlx::{PgConnection, PgPool};
-use surefoot_core_model::{AckOutcome, AckToken, Batch, Change, Position, Row, Value};
+use sqlx::PgPool;
+use surefoot_core_model::{AckOutcome, AckToken, Batch, Change, Row, Value};
 use surefoot_sink_postgres_writer::{
-    ApplyMode, Handler, HandlerError, HandlerInput, OutboxConfig, OutboxMessages, PostgresWriter,
-    TableConfig, WriterConfig,
+    ApplyMode, OutboxConfig, PostgresWriter, TableConfig, WriterConfig,
 };
 use surefoot_test_support::{PgServer, RedisServer};
-use tokio::sync::oneshot;
 
 const STREAM: &str = "held-stream";
 const APP: &str = "surefoot-stop-test";
 const DEADLINE: Duration = Duration::from_secs(30);
 
 type Outcomes = Arc<Mutex<Vec<(u64, AckOutcome)>>>;
-
-/// Logs each change's position in `gate_log` and, on its first call only, says "inside" and
-/// then waits, inside the sink transaction, until released.
-#[derive(Debug)]
-struct Hold {
-    inside: Mutex<Option<oneshot::Sender<()>>>,
-    release: Mutex<Option<oneshot::Receiver<()>>>,
-}
-
-/// The handler, the "inside" signal and the release.
-fn hold() -> (Hold, oneshot::Receiver<()>, oneshot::Sender<()>) {
-    let (inside_tx, inside_rx) = oneshot::channel();
-    let (release_tx, release_rx) = oneshot::channel();
-    let hold = Hold {
-        inside: Mutex::new(Some(inside_tx)),
-        release: Mutex::new(Some(release_rx)),
-    };
-    (hold, inside_rx, release_tx)
-}
-
-#[async_trait]
-impl Handler for Hold {
-    async fn handle(
-        &self,
-        conn: &mut PgConnection,
-        input: HandlerInput<'_>,
-        _outbox: &mut OutboxMessages,
-    ) -> Result<(), HandlerError> {
-        let positions: Vec<i64> = input
-            .changes
-            .iter()
-            .map(|change| match change.position {
-                Position::Sequence(n) => n as i64,
-                other => panic!("unexpected position {other}"),
-            })
-            .collect();
-        sqlx::query("INSERT INTO gate_log (position) SELECT unnest($1::int8[])")
-            .bind(&positions)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| HandlerError::sql("gate log", e))?;
-        let inside = self.inside.lock().unwrap().take();
-        if let Some(inside) = inside {
-            inside.send(()).unwrap();
-            let release = self.release.lock().unwrap().take().unwrap();
-            if release.await.is_err() {
-                return Err(HandlerError::permanent("the test dropped the release"));
-            }
-        }
-        Ok(())
-    }
-}
 
 fn held_table() -> TableConfig {
     TableConfig::new(
@@ -152,7 +98,7 @@ async fn w_3_stop_finishes_the_transaction_under_way_flushes_the_relay_and_close
     let mut outbox = OutboxConfig::new(redis.url());
     outbox.redis_timeout = Duration::from_secs(2);
     config.outbox = Some(outbox);
-    let (hold, inside, release) = hold();
+    let (hold, inside, release) = gate();
     let writer = PostgresWriter::builder(config)
         .handler("hold", hold)
         .connect()
@@ -241,7 +187,7 @@ async fn w_3_stop_finishes_the_transaction_under_way_flushes_the_relay_and_close
 async fn w_3_stop_past_its_deadline_aborts_the_sink_and_nothing_of_its_transaction_commits() {
     let server = PgServer::new().await.unwrap();
     let config = held_config(&server, "late").table(held_table());
-    let (hold, inside, release) = hold();
+    let (hold, inside, release) = gate();
     let writer = PostgresWriter::builder(config)
         .handler("hold", hold)
         .connect()

@@ -3,6 +3,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub(crate) mod gate;
+
 use std::sync::Arc;
 
 use surefoot_core_model::{AckToken, Batch, Change, Position, Row, SourceId, TableRef, Value};
