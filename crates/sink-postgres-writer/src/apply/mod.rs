@@ -307,17 +307,12 @@ async fn advance_checkpoints(
     ctx: FlushContext<'_>,
     conn: &mut PgConnection,
     batches: &[&Batch],
-    checkpoints: &BTreeMap<&str, Option<Position>>,
+    checkpoints: &Checkpoints<'_>,
 ) -> Result<(), WriterError> {
-    let mut highest: BTreeMap<&str, Position> = BTreeMap::new();
-    for batch in batches {
-        let entry = highest.entry(batch.source.as_str()).or_insert(batch.last);
-        *entry = (*entry).max(batch.last);
-    }
-    for (source, last) in highest {
-        let seen = checkpoints.get(source).copied().flatten();
+    for (source, last) in lasts(batches) {
+        let seen = checkpoints.get(source.as_str()).copied().flatten();
         if seen.is_none_or(|seen| last > seen) {
-            checkpoint::advance(conn, ctx.sink, source, last).await?;
+            checkpoint::advance(conn, ctx.sink, &source, last).await?;
         }
     }
     Ok(())
