@@ -19,7 +19,7 @@ use surefoot_sink_postgres_writer::{ApplyMode, PostgresWriter, TableConfig};
 use surefoot_test_support::PgServer;
 
 const APP: &str = "surefoot-chaos-pipeline";
-const TRANSACTIONS: u64 = 300;
+const TRANSACTIONS: u64 = 400;
 const PER_TRANSACTION: u64 = 10;
 const KILLS: usize = 10;
 
@@ -99,11 +99,12 @@ async fn chaos_pipelined_writer_survives_killed_connections() {
             let done = major.unwrap_or(0) as u64;
             assert!(done < last, "the stream ended after {killed} kills");
             assert!(Instant::now() < deadline, "no progress: checkpoint {done}");
-            // Spread the kills over the stream: one every 200 positions or so.
+            // Spread the kills over the stream: one every 100 positions or so, leaving room
+            // for all of them even when this loop is slow to get its turn.
             if done >= at {
                 if server.terminate_backends(APP).await.unwrap() > 0 {
                     killed += 1;
-                    at = done + 200;
+                    at = done + 100;
                 }
             } else {
                 tokio::time::sleep(Duration::from_millis(2)).await;

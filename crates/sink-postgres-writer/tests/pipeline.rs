@@ -199,9 +199,14 @@ async fn cancelling_finishes_the_transaction_under_way_and_the_one_begun_ahead()
     exec(&writer, "CREATE TABLE gate_log (position bigint NOT NULL)").await;
     let outcomes = Outcomes::default();
     let (sender, receiver) = batch_channel(8);
-    for n in 1..=6u64 {
+    let gated = |n: u64| {
         let change = Change::insert(seq(n), table("gated"), row(n as i64, Value::Null));
-        sender.send(tracked(vec![change], &outcomes)).await.unwrap();
+        tracked(vec![change], &outcomes)
+    };
+    // Transaction A: positions 1 and 2. The rest is sent once A holds the checkpoint lock, so
+    // the transaction begun after it (B: 3 and 4) must wait for that lock.
+    for n in 1..=2u64 {
+        sender.send(gated(n)).await.unwrap();
     }
     let cancel = CancellationToken::new();
     let observer = sqlx::PgPool::connect(&server.url("postgres"))
@@ -209,21 +214,12 @@ async fn cancelling_finishes_the_transaction_under_way_and_the_one_begun_ahead()
         .unwrap();
     let run = writer.run(receiver, cancel.clone());
     let steer = async {
-        // Transaction A (positions 1, 2) is held inside the handler ...
         inside.await.unwrap();
-        // ... and transaction B (3, 4), begun ahead, waits on A's checkpoint lock.
+        for n in 3..=6u64 {
+            sender.send(gated(n)).await.unwrap();
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE application_name = 'surefoot-pipeline-cancel' AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&observer)
-            .await
-            .unwrap();
-            if waiting == 1 {
-                break;
-            }
+        while lock_waits(&observer).await != 1 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no transaction began ahead"
@@ -235,6 +231,7 @@ async fn cancelling_finishes_the_transaction_under_way_and_the_one_begun_ahead()
     };
     let (result, ()) = tokio::join!(run, steer);
     result.unwrap();
+    // The batches never taken (5 and 6) go with the channel: settled, not delivered.
     drop(sender);
     let logged: Vec<i64> = sqlx::query_scalar("SELECT position FROM gate_log ORDER BY position")
         .fetch_all(&observer)
@@ -255,4 +252,15 @@ async fn cancelling_finishes_the_transaction_under_way_and_the_one_begun_ahead()
         6,
         "the batches not applied are settled too: {outcomes:?}"
     );
+}
+
+/// Sessions of the cancel test's writer waiting on a lock.
+async fn lock_waits(observer: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name = 'surefoot-pipeline-cancel' AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(observer)
+    .await
+    .unwrap()
 }
