@@ -99,7 +99,8 @@ async fn copy_under_savepoint(
     match copied {
         // Not released: the savepoint ends with the transaction, and a `RELEASE` would cost a
         // round trip on every sink transaction's critical path. A transaction holds one per
-        // table that copied first, well below the 64 subtransactions PostgreSQL tracks cheaply.
+        // insert-first `COPY` (one per mirror table and set of columns); past 64 of them,
+        // PostgreSQL's other sessions check this transaction's rows more slowly until it ends.
         Ok(()) => Ok(Tried::Copied),
         Err(error) if is_unique_violation(&error) => {
             savepoint(conn, "ROLLBACK TO SAVEPOINT surefoot_insert_first").await?;

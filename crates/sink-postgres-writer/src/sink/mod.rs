@@ -86,6 +86,8 @@ impl PostgresWriter {
                     // `next` (which checks for these same positions).
                     again = Some(Flight::launch(self, Ahead::from_batches(batches), None));
                 }
+                // Cancelled: not applied again now; settled failed, the source redelivers
+                // them (the attempt's error was logged where it happened).
                 Err(_) if begun_ahead => settle(batches, false),
                 Err(error) => {
                     settle(batches, false);
