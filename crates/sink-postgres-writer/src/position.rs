@@ -1,7 +1,8 @@
 //! Positions as stored in the writer's tables: `(kind, major, minor)`.
 //!
-//! PostgreSQL positions are `('pg', commit LSN, ordinal)`, sequence positions
-//! `('seq', sequence, 0)`. Both halves are `bigint`, so a half above `i64::MAX` is refused
+//! PostgreSQL positions are `('pg', commit LSN, ordinal)`, snapshot rows
+//! `('snap', consistent point - 1, row)` (so `(major, minor)` orders them among the stream's
+//! positions exactly as `Position`'s `Ord` does), sequence positions `('seq', sequence, 0)`. Both halves are `bigint`, so a half above `i64::MAX` is refused
 //! (an LSN that large is 8 exabytes of WAL away).
 
 use surefoot_core_model::{Lsn, Position};
@@ -25,6 +26,13 @@ impl StoredPosition {
                 commit_lsn,
                 ordinal,
             } => ("pg", commit_lsn.0, u64::from(ordinal)),
+            Position::Snapshot {
+                consistent_point,
+                row,
+            } => {
+                let before = consistent_point.0.checked_sub(1).ok_or_else(out_of_range)?;
+                ("snap", before, row)
+            }
             Position::Sequence(sequence) => ("seq", sequence, 0),
         };
         Ok(Self {
@@ -39,6 +47,10 @@ impl StoredPosition {
         let major = u64::try_from(major).ok()?;
         match kind {
             "pg" => Some(Position::postgres(Lsn(major), u32::try_from(minor).ok()?)),
+            "snap" => Some(Position::snapshot(
+                Lsn(major.checked_add(1)?),
+                u64::try_from(minor).ok()?,
+            )),
             "seq" => Some(Position::Sequence(major)),
             _ => None,
         }
@@ -54,12 +66,16 @@ mod tests {
         for position in [
             Position::postgres(Lsn(0x16_B374_D848), 7),
             Position::Sequence(42),
+            Position::snapshot(Lsn(0x16_B374_D848), 5_000_000_000),
         ] {
             let stored = StoredPosition::encode(position).unwrap();
             let back = StoredPosition::decode(stored.kind, stored.major, stored.minor);
             assert_eq!(back, Some(position));
         }
         assert!(StoredPosition::encode(Position::Sequence(u64::MAX)).is_err());
+        assert!(StoredPosition::encode(Position::snapshot(Lsn(0), 1)).is_err());
+        let snap = StoredPosition::encode(Position::snapshot(Lsn(0x100), 3)).unwrap();
+        assert_eq!((snap.kind, snap.major, snap.minor), ("snap", 0xFF, 3));
         assert_eq!(StoredPosition::decode("x", 1, 1), None);
         assert_eq!(StoredPosition::decode("pg", -1, 1), None);
     }
