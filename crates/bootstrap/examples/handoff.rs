@@ -60,9 +60,13 @@ async fn main() {
     };
     let (exported, rows) = tokio::join!(snapshot, receive);
     let exported = exported.expect("a complete snapshot");
+    // Row n of the snapshot is at `Position::snapshot(C, n)`; the stream continues above them.
+    let last = exported
+        .last_row()
+        .map_or_else(|| "none".to_owned(), |row| row.to_string());
     println!(
-        "snapshot complete: {rows} rows at {}",
-        exported.complete.consistent_point
+        "snapshot complete: {rows} rows consistent with {}, the last at {last}",
+        exported.slot.consistent_point()
     );
     // The persistent slot stays for the source.
     exported.slot.close();

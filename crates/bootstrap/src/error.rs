@@ -93,8 +93,9 @@ pub enum BootstrapError {
         limit: usize,
     },
 
-    /// A change's position is before the previous change's: batches must be in position order.
-    #[error("{}:{line}: position {position} comes before {previous} on an earlier line", path.display())]
+    /// A change's position is not above the previous change's: positions must be unique and
+    /// increasing, or a consumer idempotent by position skips the change.
+    #[error("{}:{line}: position {position} is not above {previous} on an earlier line", path.display())]
     OutOfOrder {
         /// The file.
         path: PathBuf,

@@ -2,8 +2,19 @@
 //!
 //! The file is read with tokio's file I/O `chunk_bytes` at a time; memory holds one read buffer,
 //! at most one partial line of up to `max_line_bytes`, and one batch of up to `batch_changes`
-//! changes, whatever the file's size. A line that does not parse, is too long, or goes back in
-//! position fails the snapshot with the file and the line number.
+//! changes, whatever the file's size. A line that does not parse, is too long, or whose position
+//! is not above the previous line's fails the snapshot with the file and the line number.
+//!
+//! # Positions
+//!
+//! The file's positions are kept as written: they say where the snapshot sits in the source's
+//! stream (the stream continues after the last one), which only the file's writer knows, so the
+//! provider does not invent others. They must be strictly increasing from line to line (blank
+//! lines aside, whatever tables are requested): a consumer idempotent by position skips a change
+//! at or below the last it applied, so two lines at one position would silently lose the second.
+//! A file written by hand or by another tool therefore numbers its rows, e.g.
+//! `Position::Sequence(1..)` for a source numbered by a sequence, or `Position::snapshot(C, 0..)`
+//! as the PostgreSQL provider does for a snapshot at consistent point C.
 //!
 //! # How a consumer knows the snapshot is complete
 //!
@@ -68,8 +79,11 @@ impl JsonlProvider {
 
     /// [`BootstrapProvider::snapshot`] with the error's type kept.
     ///
-    /// The consistent point is the position of the file's last change (positions must not go
-    /// back from one line to the next), or [`EMPTY_FILE_POINT`] for a file without changes.
+    /// Each change keeps the position written on its line, and a batch's `first`/`last` are its
+    /// first and last change's. The consistent point is the position of the file's last change
+    /// (the highest: each line's position must be above the previous line's, or the snapshot
+    /// fails with [`BootstrapError::OutOfOrder`] naming the line), or [`EMPTY_FILE_POINT`] for a
+    /// file without changes.
     /// Blank lines are skipped. With `request.tables` set, only changes to those tables are sent,
     /// but every line is checked.
     pub async fn read(
@@ -262,8 +276,10 @@ impl<'a> LineParser<'a> {
                 line: self.line,
                 source,
             })?;
+        // Strictly above: an equal position would be skipped by a consumer idempotent by
+        // position (X-1 of issue 14).
         if let Some(previous) = self.previous
-            && change.position < previous
+            && change.position <= previous
         {
             return Err(BootstrapError::OutOfOrder {
                 path: self.path.to_path_buf(),

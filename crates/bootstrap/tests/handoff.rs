@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{
     BOUND, Consumer, create_items, next_batch, slots_like, source_config, table_state, write,
 };
-use surefoot_bootstrap::postgres::snapshot_position;
+use surefoot_bootstrap::postgres::snapshot_end;
 use surefoot_bootstrap::{BootstrapConfig, PostgresProvider};
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{BatchReceiver, Lsn, SnapshotRequest, Source, batch_channel};
@@ -114,8 +114,16 @@ async fn first_start_snapshot_then_stream_equals_the_table_under_concurrent_writ
         let point = exported.slot.consistent_point();
         assert_eq!(
             exported.complete.consistent_point,
-            snapshot_position(point),
-            "the snapshot is positioned just before the consistent point"
+            snapshot_end(point),
+            "the snapshot is bounded by the end of its position space"
+        );
+        assert_eq!(exported.last_row(), consumer.last_snapshot);
+        assert_eq!(
+            exported.last_row(),
+            Some(surefoot_core_model::Position::snapshot(
+                point,
+                exported.complete.rows - 1
+            ))
         );
         // The persistent slot stays; the source streams from its consistent point.
         exported.slot.close();
@@ -167,7 +175,9 @@ async fn a_consumer_added_to_a_running_source_gets_snapshot_then_exactly_the_lat
         );
         let exported = exported.unwrap();
         let point = exported.slot.consistent_point();
-        assert_eq!(exported.complete.consistent_point, snapshot_position(point));
+        assert_eq!(exported.complete.consistent_point, snapshot_end(point));
+        assert_eq!(exported.complete.rows, late.rows.len() as u64);
+        assert_eq!(exported.last_row(), late.last_snapshot);
         // The late consumer streams from its temporary slot, on the session that created it.
         let mut late_config = running.clone();
         late_config.id = surefoot_core_model::SourceId::new("late");

@@ -404,3 +404,74 @@ fn an_invalid_configuration_is_refused_with_every_problem() {
         "{message}"
     );
 }
+
+/// a consumer idempotent by position skips a change at or below the last one it applied,
+/// so a line whose position equals the previous line's would be lost: it is refused, with its
+/// line number, whichever tables are requested.
+#[tokio::test]
+async fn x_1_jsonl_a_line_whose_position_is_not_above_the_previous_one_is_refused_with_its_line_number()
+ {
+    let contents = jsonl(&[change(1, "orders"), change(2, "orders")])
+        + "\n"
+        + &jsonl(&[change(2, "orders"), change(3, "orders")]);
+    let file = file_with(&contents);
+    let (result, _) = snapshot(&provider(file.path(), BootstrapConfig::default()), vec![]).await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            BootstrapError::OutOfOrder {
+                line: 4,
+                previous: Position::Sequence(2),
+                position: Position::Sequence(2),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("{}:4: ", file.path().display())),
+        "{message}"
+    );
+
+    // The same when the earlier line is of a table not requested.
+    let file = file_with(&jsonl(&[change(1, "customers"), change(1, "orders")]));
+    let (result, batches) = snapshot(
+        &provider(file.path(), BootstrapConfig::default()),
+        vec![TableRef::new("public", "orders")],
+    )
+    .await;
+    assert!(
+        matches!(result, Err(BootstrapError::OutOfOrder { line: 2, .. })),
+        "{result:?}"
+    );
+    assert!(changes_of(batches).is_empty());
+}
+
+/// a file written with snapshot positions (as the PostgreSQL provider numbers its rows)
+/// keeps them, and its consistent point is its last row's position.
+#[tokio::test]
+async fn x_1_jsonl_snapshot_positions_are_kept_and_bound_the_snapshot() {
+    let point = surefoot_core_model::Lsn(0x16_B374_D848);
+    let written: Vec<Change> = (0..10)
+        .map(|row| {
+            let mut change = change(row + 1, "orders");
+            change.position = Position::snapshot(point, row);
+            change
+        })
+        .collect();
+    let file = file_with(&jsonl(&written));
+    let config = BootstrapConfig {
+        batch_changes: 3,
+        ..BootstrapConfig::default()
+    };
+    let (result, batches) = snapshot(&provider(file.path(), config), vec![]).await;
+    let complete = result.unwrap();
+    assert_eq!(complete.rows, 10);
+    assert_eq!(complete.consistent_point, Position::snapshot(point, 9));
+    assert_eq!(batches.len(), 4);
+    assert_eq!(batches[1].first, Position::snapshot(point, 3));
+    assert_eq!(batches[1].last, Position::snapshot(point, 5));
+    assert_eq!(changes_of(batches), written);
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{next_batch, source_config};
 use surefoot_bootstrap::{BootstrapConfig, PostgresProvider};
 use surefoot_core_lifecycle::CancellationToken;
-use surefoot_core_model::{Row, SnapshotRequest, Source, Value, batch_channel};
+use surefoot_core_model::{Position, Row, SnapshotRequest, Source, Value, batch_channel};
 use surefoot_source_postgres::PostgresSource;
 use surefoot_test_support::PgServer;
 
@@ -59,7 +59,11 @@ async fn snapshot_rows_decode_exactly_like_stream_rows() {
     let snapshot = next_batch(&mut batches).await;
     assert!(batches.recv().await.is_none());
     assert_eq!(exported.complete.rows, 1);
-    assert_eq!(snapshot.first, exported.complete.consistent_point);
+    let point = exported.slot.consistent_point();
+    assert_eq!(snapshot.first, Position::snapshot(point, 0));
+    assert_eq!(snapshot.last, Position::snapshot(point, 0));
+    assert_eq!(exported.last_row(), Some(snapshot.last));
+    assert!(snapshot.last < exported.complete.consistent_point);
     exported.slot.close();
 
     let (stream_out, mut stream_in) = batch_channel(4);

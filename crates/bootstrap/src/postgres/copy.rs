@@ -4,12 +4,14 @@
 //! of it is bounded by `chunk_timeout`; rows are decoded by column
 //! type as they arrive and sent in batches of at most `batch_changes`, waiting for room in the
 //! consumer's channel. Memory holds one batch, one partial row and the driver's buffers,
-//! whatever the table's size.
+//! whatever the table's size. Row `n` of the snapshot (counted across tables, in the order sent)
+//! is at `Position::snapshot(consistent point, n)`; a batch's `first`/`last` are its first and
+//! last row's.
 
 use std::sync::Arc;
 
 use surefoot_core_model::{
-    AckToken, Batch, BatchSender, Change, Position, Row, SourceId, TableRef, Value,
+    AckToken, Batch, BatchSender, Change, Lsn, Position, Row, SourceId, TableRef, Value,
 };
 use surefoot_source_postgres::pgoutput::TypeNames;
 
@@ -92,8 +94,8 @@ impl TableColumns {
 /// Where the copied rows go.
 pub(crate) struct Destination<'a> {
     pub(crate) source: &'a SourceId,
-    /// The position of every snapshot row: the consistent point.
-    pub(crate) position: Position,
+    /// The slot's consistent point: the snapshot's rows are `Position::snapshot(point, n)`.
+    pub(crate) point: Lsn,
     pub(crate) output: &'a BatchSender,
 }
 
@@ -101,9 +103,11 @@ pub(crate) struct Destination<'a> {
 struct RowDecoder<'a> {
     columns: &'a TableColumns,
     types: TypeNames,
-    /// Rows decoded so far.
+    /// Rows of this table decoded so far.
     rows: u64,
-    position: Position,
+    point: Lsn,
+    /// The snapshot's number for the next row (counted across tables).
+    next_row: u64,
 }
 
 impl RowDecoder<'_> {
@@ -146,16 +150,20 @@ impl RowDecoder<'_> {
                 };
             row.push(Arc::clone(name), value);
         }
-        Ok(Change::insert(self.position, columns.table.clone(), row))
+        let position = Position::snapshot(self.point, self.next_row);
+        self.next_row += 1;
+        Ok(Change::insert(position, columns.table.clone(), row))
     }
 }
 
-/// Copies `columns.table` to `destination`; returns the rows sent.
+/// Copies `columns.table` to `destination`, its first row numbered `first_row`; returns the rows
+/// sent (every row decoded is sent, in order, so they are numbered `first_row..first_row + n`).
 pub(crate) async fn copy_table(
     connection: &SnapshotConnection,
     columns: &TableColumns,
     config: &BootstrapConfig,
     destination: &Destination<'_>,
+    first_row: u64,
 ) -> Result<u64, BootstrapError> {
     let stream = bounded(
         Step::Statement,
@@ -169,7 +177,8 @@ pub(crate) async fn copy_table(
         columns,
         types: TypeNames::new(),
         rows: 0,
-        position: destination.position,
+        point: destination.point,
+        next_row: first_row,
     };
     let mut lines = LineBuffer::new(config.max_line_bytes, &columns.table);
     let mut batch = Vec::with_capacity(config.batch_changes.min(4096));
@@ -205,15 +214,16 @@ async fn send(
     changes: &mut Vec<Change>,
     most: usize,
 ) -> Result<u64, BootstrapError> {
-    if changes.is_empty() {
-        return Ok(0);
-    }
     let taken: Arc<[Change]> = changes.drain(..most.min(changes.len())).collect();
+    let (Some(first), Some(last)) = (taken.first(), taken.last()) else {
+        return Ok(0);
+    };
+    let (first, last) = (first.position, last.position);
     let count = taken.len() as u64;
     let batch = Batch {
         source: destination.source.clone(),
-        first: destination.position,
-        last: destination.position,
+        first,
+        last,
         commit_time: None,
         changes: taken,
         ack: AckToken::detached(),

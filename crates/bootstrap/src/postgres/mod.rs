@@ -20,6 +20,6 @@ pub mod stream;
 mod text;
 
 pub use connection::{SnapshotConnection, parse_consistent_point};
-pub use provider::{Exported, PostgresProvider, snapshot_position};
+pub use provider::{Exported, PostgresProvider, snapshot_end};
 pub use slot::{ExportedSlot, SlotCreated, SlotKind};
 pub use stream::SlotConnector;

@@ -16,17 +16,21 @@ use crate::postgres::connection::SnapshotConnection;
 use crate::postgres::copy::{Destination, TableColumns, copy_table};
 use crate::postgres::slot::{ExportedSlot, SlotKind};
 
-/// The position of every snapshot row, and the snapshot's consistent point as a [`Position`]:
-/// just before the slot's consistent point `point` (`point - 1`, ordinal `u32::MAX`).
+/// The upper end of the snapshot taken at the slot's consistent point `point`:
+/// `Position::snapshot(point, u64::MAX)`, reported as [`SnapshotComplete::consistent_point`].
 ///
-/// The slot streams every transaction whose commit record starts at `point` or later, so a
-/// stream change can sit at `(point, 0)`; placing the snapshot strictly before it means a
-/// consumer that skips positions it has already applied never mistakes the first stream change
-/// for a snapshot row. `point` is never `0/0` (see [`parse_consistent_point`]).
+/// Row `n` of the snapshot (counted from 0 across all its tables, in the order rows are sent)
+/// is at `Position::snapshot(point, n)`: distinct and increasing, so a consumer idempotent by
+/// position applies every row once however the rows are cut into batches. They all sort after
+/// every change the snapshot contains (committed before `point`) and below this bound, and every
+/// change the slot streams (committed at `point` or later, possibly at `(point, 0)`) sorts above
+/// it (see [`Position`]). The bound is not a row's position: a consumer that keeps a checkpoint
+/// keeps its batches' `last`, which for the whole snapshot is [`Exported::last_row`]. `point` is
+/// never `0/0` (see [`parse_consistent_point`]).
 ///
 /// [`parse_consistent_point`]: crate::postgres::parse_consistent_point
-pub fn snapshot_position(point: Lsn) -> Position {
-    Position::postgres(Lsn(point.0.saturating_sub(1)), u32::MAX)
+pub fn snapshot_end(point: Lsn) -> Position {
+    Position::snapshot(point, u64::MAX)
 }
 
 /// A complete snapshot and the slot it is consistent with.
@@ -38,6 +42,17 @@ pub struct Exported {
     /// start the source (which streams from the slot's consistent point); for a temporary one,
     /// stream from it with [`ExportedSlot::into_connector`].
     pub slot: ExportedSlot,
+}
+
+impl Exported {
+    /// The position of the snapshot's last row, `Position::snapshot(C, rows - 1)` (C the slot's
+    /// consistent point); `None` for a snapshot without rows. It is the `last` of the last batch
+    /// sent, so what a consumer idempotent by position holds as its checkpoint once it applied
+    /// the whole snapshot.
+    pub fn last_row(&self) -> Option<Position> {
+        let row = self.complete.rows.checked_sub(1)?;
+        Some(Position::snapshot(self.slot.consistent_point(), row))
+    }
 }
 
 /// Snapshots of a PostgreSQL database, exact with respect to a replication slot.
@@ -131,8 +146,11 @@ impl PostgresProvider {
         &self.endpoint
     }
 
-    /// Creates the slot with an exported snapshot and sends the snapshot's rows to `output`, as
-    /// batches positioned at the consistent point. Returns only after the last row was sent.
+    /// Creates the slot with an exported snapshot and sends the snapshot's rows to `output`, row
+    /// `n` (from 0, across all tables in the order sent) at `Position::snapshot(C, n)` where C is
+    /// the slot's consistent point; each batch's `first` and `last` are its first and last row's.
+    /// Returns only after the last row was sent, with `complete.consistent_point` =
+    /// [`snapshot_end`]`(C)` and `complete.rows` the number of rows (the next row number).
     ///
     /// With `request.tables` empty, the tables of the source's publication are copied.
     pub async fn export(
@@ -180,20 +198,21 @@ impl PostgresProvider {
         connection
             .allow_statements_up_to(self.config.snapshot_timeout)
             .await?;
-        let position = snapshot_position(slot.consistent_point());
+        let point = slot.consistent_point();
         let destination = Destination {
             source: &self.source.id,
-            position,
+            point,
             output,
         };
+        // Rows are numbered across tables: each table's first row follows the previous table's.
         let mut rows = 0;
         for table in &tables {
             let columns = TableColumns::read(&connection, table).await?;
-            rows += copy_table(&connection, &columns, &self.config, &destination).await?;
+            rows += copy_table(&connection, &columns, &self.config, &destination, rows).await?;
         }
         connection.finish().await?;
         let complete = SnapshotComplete {
-            consistent_point: position,
+            consistent_point: snapshot_end(point),
             rows,
         };
         Ok(Exported { complete, slot })
@@ -269,9 +288,10 @@ mod tests {
     #[test]
     fn d_4_3_snapshot_rows_sort_before_every_change_the_slot_streams() {
         let point = Lsn(0x16_B374_D848);
-        let snapshot = snapshot_position(point);
-        assert!(snapshot < Position::postgres(point, 0));
-        assert!(snapshot > Position::postgres(Lsn(point.0 - 1), u32::MAX - 1));
-        assert_eq!(snapshot.commit_lsn(), Some(Lsn(point.0 - 1)));
+        let end = snapshot_end(point);
+        assert!(end < Position::postgres(point, 0));
+        assert!(Position::snapshot(point, 0) > Position::postgres(Lsn(point.0 - 8), u32::MAX));
+        assert!(Position::snapshot(point, u64::MAX - 1) < end);
+        assert_eq!(end.commit_lsn(), None);
     }
 }

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use surefoot_bootstrap::postgres::snapshot_position;
-use surefoot_core_model::{Batch, BatchReceiver, Change, Lsn, Operation, Value};
+use surefoot_bootstrap::postgres::snapshot_end;
+use surefoot_core_model::{Batch, BatchReceiver, Change, Lsn, Operation, Position, Value};
 use surefoot_source_postgres::{Identifier, PostgresSourceConfig, SlotName};
 use surefoot_test_support::{PgClient, PgServer};
 use tokio::sync::watch;
@@ -124,11 +124,34 @@ pub(crate) struct Consumer {
     pub(crate) in_stream: Vec<i32>,
     /// Whether the sentinel arrived.
     pub(crate) ended: bool,
+    /// The position of the last snapshot row received.
+    pub(crate) last_snapshot: Option<Position>,
 }
 
 impl Consumer {
-    /// Applies a snapshot batch (inserts only).
+    /// Applies a snapshot batch (inserts only). Rows must be numbered `Position::snapshot(C, n)`
+    /// with `n` from 0 in the order received, the batch's `first`/`last` its first and
+    /// last row's.
     pub(crate) fn snapshot(&mut self, batch: Batch) {
+        let first = batch.changes.first().unwrap().position;
+        let Position::Snapshot {
+            consistent_point,
+            row,
+        } = first
+        else {
+            panic!("a snapshot row at {first}, not a snapshot position");
+        };
+        let expected = match self.last_snapshot {
+            Some(Position::Snapshot { row: last, .. }) => last + 1,
+            _ => 0,
+        };
+        assert_eq!(row, expected, "snapshot rows are not numbered in order");
+        assert_eq!(batch.first, first);
+        for (n, change) in (row..).zip(batch.changes.iter()) {
+            assert_eq!(change.position, Position::snapshot(consistent_point, n));
+        }
+        assert_eq!(batch.last, batch.changes.last().unwrap().position);
+        self.last_snapshot = Some(batch.last);
         for change in batch.changes.iter() {
             let row = change.after().expect("snapshot rows are inserts");
             let (id, v) = (int(row.get("id")), int(row.get("v")));
@@ -140,7 +163,7 @@ impl Consumer {
 
     /// Applies a stream batch; every one must commit at `consistent_point` or later (the slot
     /// streams transactions whose commit record starts there or after; the snapshot holds those
-    /// before), and sort after every snapshot row.
+    /// before), and sort after every snapshot row and the snapshot's end.
     pub(crate) fn stream(&mut self, batch: Batch, consistent_point: Lsn) {
         let commit = batch.last.commit_lsn().unwrap();
         assert!(
@@ -148,9 +171,15 @@ impl Consumer {
             "a transaction committed at {commit}, before the consistent point {consistent_point}"
         );
         assert!(
-            batch.first > snapshot_position(consistent_point),
+            batch.first > snapshot_end(consistent_point),
             "a stream change sorts with the snapshot"
         );
+        if let Some(last) = self.last_snapshot {
+            assert!(
+                batch.first > last,
+                "a stream change sorts with the snapshot"
+            );
+        }
         let mut txn = None;
         for change in batch.changes.iter() {
             txn = txn.or(self.apply(change));
