@@ -2,7 +2,8 @@
 //! counted from 0 across all tables in the order rows are sent, so a consumer idempotent by
 //! position (it skips what is at or below its checkpoint) applies every row once, however the
 //! snapshot is cut into batches; and every one of them sorts before the first stream change.
-//! Against a real PostgreSQL, for a first start and for a consumer added to a running source.
+//! Against a real PostgreSQL, for a first start and for a consumer added to a running source,
+//! each handed on to its stream with `PostgresProvider::stream_after`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -158,20 +159,22 @@ async fn x_1_snapshot_rows_have_distinct_increasing_positions_below_the_stream_o
     let server = PgServer::new().await.unwrap();
     let admin = server.connect("postgres").await.unwrap();
     create_tables(&admin).await;
-    let source = source_config(&server, "first");
-    let provider = PostgresProvider::first_start(source.clone(), config()).unwrap();
+    let provider =
+        PostgresProvider::first_start(source_config(&server, "first"), config()).unwrap();
 
     let (exported, batches) = export(&provider).await;
     check_snapshot_positions(&exported, &batches);
+    assert!(batches.iter().all(|b| b.source == SourceId::new("first")));
     let point = exported.slot.consistent_point();
     let complete_point = exported.complete.consistent_point;
-    exported.slot.close();
     let last_row = settle(batches);
 
+    // The persistent slot stays; the source streams from its consistent point.
     let (stream_out, mut stream_in) = batch_channel(16);
-    let stream = PostgresSource::new(source, stream_out).unwrap();
+    let stream = provider.stream_after(exported, stream_out);
     stream.start().await.unwrap();
     let change = one_stream_change(&admin, &mut stream_in).await;
+    assert_eq!(change.source, SourceId::new("first"));
     check_stream_after(last_row, complete_point, change, point);
     stream.stop(Duration::from_secs(10)).await.unwrap();
 }
@@ -187,22 +190,24 @@ async fn x_1_snapshot_rows_have_distinct_increasing_positions_below_the_stream_f
     let source = PostgresSource::new(running.clone(), running_out).unwrap();
     source.start().await.unwrap();
 
+    // The late consumer's own id: its snapshot and its stream carry it.
     let slot = SlotName::parse("late_x1_slot").unwrap();
-    let provider =
-        PostgresProvider::added_consumer(running.clone(), slot.clone(), config()).unwrap();
+    let mut late = running.clone();
+    late.id = SourceId::new("late");
+    let provider = PostgresProvider::added_consumer(late, slot, config()).unwrap();
     let (exported, batches) = export(&provider).await;
     check_snapshot_positions(&exported, &batches);
+    assert!(batches.iter().all(|b| b.source == SourceId::new("late")));
     let point = exported.slot.consistent_point();
     let complete_point = exported.complete.consistent_point;
     let last_row = settle(batches);
 
-    let mut late = running.clone();
-    late.id = SourceId::new("late");
-    late.slot = slot;
+    // The late consumer streams from its temporary slot, on the session that created it.
     let (late_out, mut late_in) = batch_channel(16);
-    let stream = PostgresSource::with_connector(late, late_out, exported.slot.into_connector());
+    let stream = provider.stream_after(exported, late_out);
     stream.start().await.unwrap();
     let change = one_stream_change(&admin, &mut late_in).await;
+    assert_eq!(change.source, SourceId::new("late"));
     check_stream_after(last_row, complete_point, change, point);
     // The running source got the same change, at a stream position of its own.
     next_batch(&mut running_in).await.ack.delivered();

@@ -1,14 +1,16 @@
 //! [`PostgresProvider`]: a slot with an exported snapshot, the snapshot copied table by table,
 //! and the slot handed on to the stream.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{
     BatchSender, BootstrapProvider, ComponentError, Lsn, Position, SnapshotComplete,
     SnapshotRequest, TableRef,
 };
-use surefoot_source_postgres::transport::ReplicationEndpoint;
-use surefoot_source_postgres::{PostgresSourceConfig, SlotName, setup};
+use surefoot_source_postgres::transport::{PgWireConnector, ReplicationEndpoint};
+use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig, SlotName, setup};
 
 use crate::config::{BootstrapConfig, ConfigError};
 use crate::error::{BootstrapError, Step, bounded};
@@ -90,6 +92,11 @@ impl PostgresProvider {
 
     /// A provider for a consumer added while `source` streams: a temporary slot `slot` gives it
     /// its own exact snapshot and stream.
+    ///
+    /// `source` is the running source's configuration (database, publication, tables), best
+    /// with an `id` of the consumer's own: the snapshot's batches and the stream of
+    /// [`PostgresProvider::stream_after`] carry that id (so a writer keeps one checkpoint for
+    /// both), and a source's metrics are per id.
     pub fn added_consumer(
         source: PostgresSourceConfig,
         slot: SlotName,
@@ -139,6 +146,34 @@ impl PostgresProvider {
     pub fn with_sql_config(mut self, sql: tokio_postgres::Config) -> Self {
         self.sql = sql;
         self
+    }
+
+    /// The source that streams what follows the snapshot `exported` (taken by this provider),
+    /// to `output`; start it with `Source::start`. Its batches carry the same source id as the
+    /// snapshot's, and their positions all sort above the snapshot's rows.
+    ///
+    /// - First start: the replication session is closed (the persistent slot stays, confirmed at
+    ///   the consistent point) and the source streams from the slot on a connection of its own.
+    /// - Added consumer: the source streams from the temporary slot on the session that created
+    ///   it (see [`ExportedSlot::into_connector`]); if that session ends, the source fails
+    ///   rather than stream from elsewhere, and the consumer bootstraps again.
+    ///
+    /// [`ExportedSlot::into_connector`]: crate::postgres::ExportedSlot::into_connector
+    pub fn stream_after(&self, exported: Exported, output: BatchSender) -> PostgresSource {
+        let mut config = self.source.clone();
+        config.slot = exported.slot.endpoint().slot.clone();
+        match exported.slot.kind() {
+            SlotKind::Persistent => {
+                exported.slot.close();
+                let endpoint = ReplicationEndpoint::for_source(&config);
+                let connector = Arc::new(PgWireConnector::new(endpoint));
+                PostgresSource::with_connector(config, output, connector)
+            }
+            SlotKind::Temporary => {
+                let connector = exported.slot.into_connector();
+                PostgresSource::with_connector(config, output, connector)
+            }
+        }
     }
 
     /// The replication endpoint of the slot it creates.

@@ -64,8 +64,12 @@ pub(crate) async fn write(
     while k < at_least || !*done.borrow_and_update() {
         k += 1;
         let insert = WRITER_BASE + k;
-        let update = (k * 7_919) % rows + 1;
-        let delete = (k * 104_729 + 13) % rows + 1;
+        // In i64: under load the writer runs past 20,000 transactions, where `k * 104_729`
+        // overflows an i32.
+        let pick = |factor: i64, offset: i64| {
+            i32::try_from((i64::from(k) * factor + offset) % i64::from(rows)).unwrap() + 1
+        };
+        let (update, delete) = (pick(7_919, 0), pick(104_729, 13));
         client
             .batch_execute(&format!(
                 "BEGIN;
