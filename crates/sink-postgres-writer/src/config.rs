@@ -104,6 +104,29 @@ pub enum FailurePolicy {
     Fail,
 }
 
+/// How long the applied-batch records are kept (issue 14, X-4; decision 0007). A batch at or
+/// below the checkpoint is skipped only when these records prove it applied; a replay older
+/// than what is kept is refused, never skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRetention {
+    /// Records kept per (sink, source), the newest: one per sink transaction, holding 68 bytes
+    /// per batch it applied from that source. A source must never redeliver a batch more than
+    /// this many sink transactions behind the checkpoint.
+    pub keep: u32,
+    /// Records older than this are deleted too, whatever `keep` says; `None` (the default)
+    /// keeps them by count only.
+    pub max_age: Option<Duration>,
+}
+
+impl Default for RecordRetention {
+    fn default() -> Self {
+        Self {
+            keep: 10_000,
+            max_age: None,
+        }
+    }
+}
+
 /// The relay that publishes the outbox to Redis Streams.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxConfig {
@@ -156,6 +179,8 @@ pub struct WriterConfig {
     pub retry: RetryPolicy,
     /// After retries: dead-letter or fail.
     pub on_failure: FailurePolicy,
+    /// Retention of the applied-batch records that prove a redelivery.
+    pub applied_records: RecordRetention,
     /// The tables applied. Changes of other tables are skipped (and counted).
     pub tables: Vec<TableConfig>,
     /// Publishing through the outbox; required when a table publishes.
@@ -199,6 +224,7 @@ impl WriterConfig {
             .with_max_attempts(u32::MAX)
             .with_max_elapsed(Duration::from_secs(120)),
             on_failure: FailurePolicy::DeadLetter,
+            applied_records: RecordRetention::default(),
             tables: Vec::new(),
             outbox: None,
         }
@@ -236,6 +262,18 @@ impl WriterConfig {
             "retry.backoff",
             "base must not exceed cap",
         );
+        problems.check(
+            self.applied_records.keep > 0,
+            "applied_records.keep",
+            "must be more than 0",
+        );
+        if self
+            .applied_records
+            .max_age
+            .is_some_and(|age| age.is_zero())
+        {
+            problems.push("applied_records.max_age", "must be more than 0, or unset");
+        }
         self.validate_tables(&mut problems);
         if let Some(outbox) = &self.outbox {
             validate_outbox(outbox, &mut problems);

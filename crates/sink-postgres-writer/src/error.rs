@@ -79,6 +79,51 @@ pub enum WriterError {
     #[error("the writer is stopping")]
     Stopped,
 
+    /// A batch at or below its source's checkpoint that the writer cannot prove it applied
+    /// (issue 14, X-4): an earlier batch arriving after a later one, other content under the
+    /// same positions, or a replay older than the records kept. Nothing of the sink transaction
+    /// is written, the batch is never dead-lettered nor settled delivered; the caller gets this
+    /// error, `surefoot.writer.batches.refused` counts it and an error is logged.
+    #[error(
+        "batch {first}..={last} of source {source_id} is at or below the checkpoint {checkpoint} \
+         and not proven applied: {refusal}; refused, not skipped"
+    )]
+    ReplayRefused {
+        /// The batch's source.
+        source_id: String,
+        /// The batch's first position.
+        first: String,
+        /// The batch's last position.
+        last: String,
+        /// The source's checkpoint when the batch was refused.
+        checkpoint: String,
+        /// Why it is not proven.
+        refusal: Refusal,
+    },
+
+    /// Two batches of one source in one sink transaction are not in increasing order. The
+    /// transaction writes nothing and its batches are applied one by one, in the order given
+    /// (a batch below an earlier one is then refused or proven a replay).
+    #[error("batches of source {source_id} in one sink transaction are not in increasing order")]
+    Unordered {
+        /// The source.
+        source_id: String,
+    },
+
+    /// The outbox relay could not confirm that a stream holds this sink's message (issue 14,
+    /// X-5): Redis refused its id as not above the stream's top, and `XRANGE id id` shows no
+    /// entry or another one (another writer uses the stream, or the sink database was restored
+    /// while Redis kept the stream). The message stays unsent; the relay retries and reports.
+    #[error("stream {stream} refused outbox message {id} and does not hold it: {problem}")]
+    OutboxRefused {
+        /// The stream.
+        stream: String,
+        /// The outbox id.
+        id: i64,
+        /// What the stream holds instead.
+        problem: String,
+    },
+
     /// A sink transaction begun while the one before it was still running found that one
     /// uncommitted (failed or being retried): it wrote nothing and is applied again in order.
     /// The sink loop handles it; callers of [`PostgresWriter::apply`](crate::PostgresWriter::apply)
@@ -88,6 +133,32 @@ pub enum WriterError {
         /// A source whose checkpoint is behind the previous transaction's positions.
         source_id: String,
     },
+}
+
+/// Why a batch at or below the checkpoint is not proven applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No record shows this position applied: it never was (an earlier batch arriving after a
+    /// later one), or longer ago than the records are kept.
+    #[error(
+        "no record shows position {position} applied (never applied, or older than the records kept)"
+    )]
+    NeverApplied {
+        /// The first change not covered by a record.
+        position: String,
+    },
+    /// Recorded as applied, but with other changes: other content, changes left out, or only
+    /// part of a batch that was applied whole.
+    #[error("positions {first}..={last} were applied with other content")]
+    ContentDiffers {
+        /// The first position of the part that differs.
+        first: String,
+        /// Its last position.
+        last: String,
+    },
+    /// A record could not be read.
+    #[error("an applied-batch record is unreadable")]
+    UnreadableRecord,
 }
 
 /// A custom handler's error: its own error and its class.
@@ -158,6 +229,10 @@ impl Classify for WriterError {
             WriterError::Redis { source, .. } => redis_class(source),
             WriterError::Stopped => ErrorClass::Cancelled,
             WriterError::PredecessorNotCommitted { .. } => ErrorClass::Transient,
+            WriterError::ReplayRefused { .. } | WriterError::Unordered { .. } => {
+                ErrorClass::Permanent
+            }
+            WriterError::OutboxRefused { .. } => ErrorClass::Permanent,
             WriterError::Spawn(_) => ErrorClass::Permanent,
         }
     }

@@ -26,10 +26,10 @@ mod writer;
 
 pub use apply::FlushStats;
 pub use config::{
-    ApplyMode, BatchLimits, ConfigError, FailurePolicy, OutboxConfig, PoolConfig, TableConfig,
-    WriterConfig,
+    ApplyMode, BatchLimits, ConfigError, FailurePolicy, OutboxConfig, PoolConfig, RecordRetention,
+    TableConfig, WriterConfig,
 };
-pub use error::{HandlerError, WriterError};
+pub use error::{HandlerError, Refusal, WriterError};
 pub use handler::{Handler, HandlerInput, OutboxMessages};
 pub use health::{OutboxHealth, PoolHealth, WriterHealth};
 pub use ident::{Ident, IdentError, QualifiedName};

@@ -7,12 +7,14 @@
 //! | `surefoot.writer.commit.seconds` | histogram | time from `BEGIN` to the end of `COMMIT` |
 //! | `surefoot.writer.changes.applied` | counter | changes applied (rows/s is its rate) |
 //! | `surefoot.writer.changes.dead_lettered` | counter | changes sent to the dead-letter table |
-//! | `surefoot.writer.changes.skipped` | counter | changes at or below the checkpoint |
+//! | `surefoot.writer.changes.skipped` | counter | changes at or below the checkpoint, proven applied |
+//! | `surefoot.writer.batches.refused` | counter (attribute `source`) | batches at or below the checkpoint not proven applied, refused (X-4) |
 //! | `surefoot.writer.lag.seconds` | histogram | source commit time to sink commit |
 //! | `surefoot.writer.transactions.failed` | counter (attribute `class`) | failed attempts |
 //! | `surefoot.writer.pool.acquire.seconds` | histogram | waiting for a pooled connection |
 //! | `surefoot.writer.outbox.backlog` | gauge | unsent outbox messages, as the relay last saw |
 //! | `surefoot.writer.outbox.published` | counter | messages published to Redis |
+//! | `surefoot.writer.outbox.refused` | counter (attribute `stream`) | messages Redis refused that the stream does not hold as ours, left unsent (X-5) |
 //!
 //! Every instrument carries the attribute `sink`.
 
@@ -39,6 +41,8 @@ pub struct WriterMetrics {
     acquire_seconds: Histogram<f64>,
     backlog: Gauge<u64>,
     published: Counter<u64>,
+    refused: Counter<u64>,
+    outbox_refused: Counter<u64>,
 }
 
 impl WriterMetrics {
@@ -84,6 +88,14 @@ impl WriterMetrics {
                 .with_description("Unsent outbox messages")
                 .build(),
             published: counter("surefoot.writer.outbox.published", "Messages published"),
+            refused: counter(
+                "surefoot.writer.batches.refused",
+                "Batches at or below the checkpoint not proven applied, refused",
+            ),
+            outbox_refused: counter(
+                "surefoot.writer.outbox.refused",
+                "Outbox messages refused by Redis and not in the stream as ours, left unsent",
+            ),
         }
     }
 
@@ -123,6 +135,24 @@ impl WriterMetrics {
 
     pub(crate) fn backlog(&self, messages: u64) {
         self.backlog.record(messages, &self.attrs);
+    }
+
+    /// A batch of `source` refused as an unproven replay.
+    pub(crate) fn refused(&self, source: &str) {
+        let attrs = [
+            self.attrs[0].clone(),
+            KeyValue::new("source", source.to_owned()),
+        ];
+        self.refused.add(1, &attrs);
+    }
+
+    /// A message for `stream` that Redis refused and the stream does not hold as ours.
+    pub(crate) fn outbox_refused(&self, stream: &str) {
+        let attrs = [
+            self.attrs[0].clone(),
+            KeyValue::new("stream", stream.to_owned()),
+        ];
+        self.outbox_refused.add(1, &attrs);
     }
 
     pub(crate) fn published(&self, messages: u64) {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -68,6 +69,7 @@ impl WriterBuilder {
                 stats: Arc::new(LiveStats::default()),
                 wake: Arc::new(Notify::new()),
                 stopping: CancellationToken::new(),
+                flushes: AtomicU64::new(0),
             }),
         };
         if writer.inner.config.run_migrations {
@@ -113,7 +115,13 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<Notify>,
     /// Cancelled when the writer stops: interrupts retry waits, never a transaction.
     pub(crate) stopping: CancellationToken,
+    /// Sink transactions attempted, to purge the applied-batch records every so often.
+    flushes: AtomicU64,
 }
+
+/// The applied-batch records of a transaction's sources are purged once per this many sink
+/// transactions (one `DELETE` per source, in the transaction).
+const PURGE_EVERY: u64 = 100;
 
 impl PostgresWriter {
     /// A builder for a writer with `config`.
@@ -151,7 +159,24 @@ impl PostgresWriter {
     /// own; a batch that still fails permanently is dead-lettered or fails the call, per
     /// [`FailurePolicy`]. Returns once everything is committed: only then may the batches be
     /// acknowledged.
+    ///
+    /// A batch at or below its source's checkpoint is skipped only when the applied-batch
+    /// records prove it was applied as given (a true redelivery, counted in
+    /// [`FlushStats::already_applied`]); otherwise the call fails with
+    /// [`WriterError::ReplayRefused`] (never dead-lettered), counted in
+    /// `surefoot.writer.batches.refused` and logged. Batches given before it in the same call
+    /// may have been committed; a caller settles them all failed and they are proven on
+    /// redelivery.
     pub async fn apply(&self, batches: &[&Batch]) -> Result<FlushStats, WriterError> {
+        let result = self.apply_splitting(batches).await;
+        if let Err(error @ WriterError::ReplayRefused { source_id, .. }) = &result {
+            self.inner.metrics.refused(source_id);
+            tracing::error!(sink = %self.sink(), source = %source_id, error = %error, "batch refused: at or below the checkpoint and not proven applied; it is not skipped and not acknowledged");
+        }
+        result
+    }
+
+    async fn apply_splitting(&self, batches: &[&Batch]) -> Result<FlushStats, WriterError> {
         match self.with_retry(batches).await {
             Ok(stats) => Ok(stats),
             Err(error) if error.class() != ErrorClass::Permanent || batches.len() == 1 => {
@@ -188,8 +213,10 @@ impl PostgresWriter {
         let [batch] = batches else {
             return Err(error);
         };
+        // A refused replay is never dead-lettered: that would settle it delivered.
         if error.class() != ErrorClass::Permanent
             || self.inner.config.on_failure == FailurePolicy::Fail
+            || matches!(error, WriterError::ReplayRefused { .. })
         {
             return Err(error);
         }
@@ -227,6 +254,7 @@ impl PostgresWriter {
             sink: &self.inner.config.sink,
             routes: &self.inner.routes,
             schema: &self.inner.schema,
+            purge: None,
         }
     }
 
@@ -248,7 +276,10 @@ impl PostgresWriter {
         after: Option<&Lasts>,
     ) -> Result<FlushStats, WriterError> {
         let started = Instant::now();
-        let ctx = self.context();
+        let mut ctx = self.context();
+        if self.inner.flushes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+            ctx.purge = Some(self.inner.config.applied_records);
+        }
         let limit = self.inner.config.pool.transaction_timeout;
         let attempt = async {
             // Planned before a connection is taken: CPU work that, for a transaction begun

@@ -1,13 +1,16 @@
-//! One sink transaction: checkpoints locked, changes at or below them skipped, rows validated,
-//! mirror plans, events, handlers and outbox messages written, checkpoints advanced. The caller
-//! begins and commits the transaction.
+//! One sink transaction: checkpoints locked, changes at or below them proven applied by the
+//! applied-batch records (and skipped) or refused, rows validated, mirror plans, events, handlers
+//! and outbox messages written, checkpoints advanced with the records of what was applied. The
+//! caller begins and commits the transaction.
 
 pub(crate) mod checkpoint;
 pub(crate) mod copy;
+pub(crate) mod digest;
 pub(crate) mod group;
 pub(crate) mod insert_first;
 pub(crate) mod mirror;
 pub(crate) mod outbox;
+pub(crate) mod record;
 pub(crate) mod rows;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,9 +19,13 @@ use std::sync::Arc;
 use sqlx::PgConnection;
 use surefoot_core_model::{Batch, Change, Position, SourceId};
 
+use self::checkpoint::Locked;
+use self::digest::{Digest, digest};
 use self::outbox::OutboxMessages;
+use self::record::{Item, key};
 use self::rows::{ChangeRows, op_name};
-use crate::error::WriterError;
+use crate::config::RecordRetention;
+use crate::error::{Refusal, WriterError};
 use crate::handler::{Handler, HandlerInput};
 use crate::ident::QualifiedName;
 use crate::plan::MirrorPlan;
@@ -30,7 +37,8 @@ use crate::schema::SchemaCache;
 pub struct FlushStats {
     /// Changes applied (mirror effects, events, handler input).
     pub applied: u64,
-    /// Changes at or below the checkpoint, skipped.
+    /// Changes at or below the checkpoint, proven applied by the applied-batch records (a true
+    /// redelivery), skipped.
     pub already_applied: u64,
     /// Changes of tables no route covers, skipped.
     pub unrouted: u64,
@@ -46,6 +54,8 @@ pub(crate) struct FlushContext<'a> {
     pub(crate) sink: &'a str,
     pub(crate) routes: &'a Routes,
     pub(crate) schema: &'a SchemaCache,
+    /// Purge the applied-batch records of the flush's sources past this retention.
+    pub(crate) purge: Option<RecordRetention>,
 }
 
 struct CustomCall<'a> {
@@ -65,6 +75,8 @@ pub(crate) struct Work<'a> {
     custom_index: HashMap<(String, &'a str), usize>,
     outbox: OutboxMessages,
     stats: FlushStats,
+    /// The digest of each batch's changes, in the flush's order (made while planning ahead).
+    digests: Vec<Digest>,
 }
 
 /// The last position per source that a sink transaction will have applied once committed.
@@ -82,8 +94,13 @@ pub(crate) fn lasts(batches: &[&Batch]) -> Lasts {
     lasts
 }
 
-/// The checkpoints a flush holds: the last position applied per source, if any.
-type Checkpoints<'b> = BTreeMap<&'b str, Option<Position>>;
+/// The checkpoints a flush holds, per source.
+type Checkpoints<'b> = BTreeMap<&'b str, Locked>;
+
+/// The last position applied from `source`, if any.
+fn seen(checkpoints: &Checkpoints<'_>, source: &str) -> Option<Position> {
+    checkpoints.get(source).and_then(|locked| locked.seen)
+}
 
 /// Routes, validates and plans `batches`, skipping what `checkpoints` show applied. CPU only, so
 /// it can run before the transaction begins (with no checkpoints: nothing skipped) while the
@@ -114,6 +131,7 @@ pub(crate) async fn plan_flush_yielding<'a>(
     let mut since_yield = 0;
     for batch in batches {
         plan_batch(ctx, &mut work, batch, &none)?;
+        work.digests.push(digest(&batch.changes));
         since_yield += batch.changes.len();
         if since_yield >= CHANGES_PER_YIELD {
             since_yield = 0;
@@ -139,7 +157,7 @@ fn plan_batch<'a>(
     batch: &'a Batch,
     checkpoints: &Checkpoints<'_>,
 ) -> Result<(), WriterError> {
-    let seen = checkpoints.get(batch.source.as_str()).copied().flatten();
+    let seen = seen(checkpoints, batch.source.as_str());
     for change in batch.changes.iter() {
         if seen.is_some_and(|seen| change.position <= seen) {
             work.stats.already_applied += 1;
@@ -159,13 +177,16 @@ pub(crate) async fn apply_flush<'a>(
     ctx: FlushContext<'_>,
     conn: &mut PgConnection,
     batches: &[&'a Batch],
-    planned: Work<'a>,
+    mut planned: Work<'a>,
     after: Option<&Lasts>,
 ) -> Result<FlushStats, WriterError> {
+    check_order(batches)?;
     let checkpoints = lock_checkpoints(ctx, conn, batches).await?;
     if let Some(after) = after {
         check_predecessor(after, &checkpoints)?;
     }
+    prove_replays(ctx, conn, batches, &checkpoints).await?;
+    let items = items(batches, &checkpoints, &std::mem::take(&mut planned.digests))?;
     let mut work = if skips_any(batches, &checkpoints) {
         plan_flush(ctx, batches, &checkpoints)?
     } else {
@@ -193,8 +214,106 @@ pub(crate) async fn apply_flush<'a>(
     }
     stats.published = work.outbox.len() as u64;
     work.outbox.insert(conn, ctx.sink).await?;
-    advance_checkpoints(ctx, conn, batches, &checkpoints).await?;
+    advance_checkpoints(ctx, conn, batches, &checkpoints, &items).await?;
+    if let Some(retention) = ctx.purge {
+        for source in checkpoints.keys() {
+            record::purge(conn, ctx.sink, source, retention.keep, retention.max_age).await?;
+        }
+    }
     Ok(stats)
+}
+
+/// Fails with [`WriterError::Unordered`] unless each source's batches are in increasing order
+/// (each begins after the one before it ends): folding per key takes the last change, so a
+/// batch below an earlier one in the same transaction would overwrite newer values.
+fn check_order(batches: &[&Batch]) -> Result<(), WriterError> {
+    let mut ends: BTreeMap<&str, Position> = BTreeMap::new();
+    for batch in batches {
+        let source = batch.source.as_str();
+        if ends.get(source).is_some_and(|end| batch.first <= *end) {
+            return Err(WriterError::Unordered {
+                source_id: source.to_owned(),
+            });
+        }
+        ends.insert(source, batch.last);
+    }
+    Ok(())
+}
+
+/// The changes of `batch` at or below `seen` (a prefix: a batch's changes are in order).
+fn at_or_below(batch: &Batch, seen: Option<Position>) -> &[Change] {
+    let Some(seen) = seen else { return &[] };
+    let n = batch
+        .changes
+        .iter()
+        .take_while(|change| change.position <= seen)
+        .count();
+    &batch.changes[..n]
+}
+
+/// Proves, for every batch reaching at or below its checkpoint, that those changes were applied
+/// as given (see `record`); refuses the first that is not.
+async fn prove_replays(
+    ctx: FlushContext<'_>,
+    conn: &mut PgConnection,
+    batches: &[&Batch],
+    checkpoints: &Checkpoints<'_>,
+) -> Result<(), WriterError> {
+    for batch in batches {
+        let source = batch.source.as_str();
+        let locked = checkpoints.get(source).copied().unwrap_or_default();
+        let old = at_or_below(batch, locked.seen);
+        // Applied before records were kept (migration 0003): skipped unproven, as before.
+        let mut unrecorded = 0;
+        if let Some(horizon) = locked.unrecorded {
+            for change in old {
+                if key(change.position)? > horizon {
+                    break;
+                }
+                unrecorded += 1;
+            }
+        }
+        let old = &old[unrecorded..];
+        if old.is_empty() {
+            continue;
+        }
+        if let Err(refusal) = record::prove(conn, ctx.sink, source, old).await? {
+            return Err(refused(batch, locked.seen, refusal));
+        }
+    }
+    Ok(())
+}
+
+fn refused(batch: &Batch, seen: Option<Position>, refusal: Refusal) -> WriterError {
+    WriterError::ReplayRefused {
+        source_id: batch.source.as_str().to_owned(),
+        first: batch.first.to_string(),
+        last: batch.last.to_string(),
+        checkpoint: seen.map_or_else(|| "none".to_owned(), |seen| seen.to_string()),
+        refusal,
+    }
+}
+
+/// The records of what this transaction applies, per source: each batch's changes above its
+/// checkpoint. `digests` are the whole batches' digests (empty: computed here).
+fn items(
+    batches: &[&Batch],
+    checkpoints: &Checkpoints<'_>,
+    digests: &[Digest],
+) -> Result<BTreeMap<String, Vec<Item>>, WriterError> {
+    let mut items: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+    for (index, batch) in batches.iter().enumerate() {
+        let old = at_or_below(batch, seen(checkpoints, batch.source.as_str())).len();
+        let new = &batch.changes[old..];
+        let known = (old == 0).then(|| digests.get(index).copied()).flatten();
+        if let Some(item) = Item::of(new, known)? {
+            items
+                .entry(batch.source.as_str().to_owned())
+                .or_default()
+                .push(item);
+        }
+    }
+    Ok(items)
 }
 
 fn route_change<'a>(
@@ -269,8 +388,7 @@ fn route_change<'a>(
 /// Whether any change of `batches` is at or below its source's checkpoint.
 fn skips_any(batches: &[&Batch], checkpoints: &Checkpoints<'_>) -> bool {
     batches.iter().any(|batch| {
-        let seen = checkpoints.get(batch.source.as_str()).copied().flatten();
-        seen.is_some_and(|seen| batch.first <= seen)
+        seen(checkpoints, batch.source.as_str()).is_some_and(|seen| batch.first <= seen)
     })
 }
 
@@ -279,7 +397,7 @@ fn skips_any(batches: &[&Batch], checkpoints: &Checkpoints<'_>) -> bool {
 /// and applying this one now would put later changes before earlier ones.
 fn check_predecessor(after: &Lasts, checkpoints: &Checkpoints<'_>) -> Result<(), WriterError> {
     for (source, last) in after {
-        let seen = checkpoints.get(source.as_str()).copied().flatten();
+        let seen = seen(checkpoints, source.as_str());
         if seen.is_none_or(|seen| seen < *last) {
             return Err(WriterError::PredecessorNotCommitted {
                 source_id: source.clone(),
@@ -295,10 +413,12 @@ async fn lock_checkpoints<'b>(
     conn: &mut PgConnection,
     batches: &[&'b Batch],
 ) -> Result<Checkpoints<'b>, WriterError> {
-    let mut checkpoints: BTreeMap<&str, Option<Position>> =
-        batches.iter().map(|b| (b.source.as_str(), None)).collect();
-    for (source, position) in &mut checkpoints {
-        *position = checkpoint::lock(conn, ctx.sink, source).await?;
+    let mut checkpoints: Checkpoints<'b> = batches
+        .iter()
+        .map(|b| (b.source.as_str(), Locked::default()))
+        .collect();
+    for (source, locked) in &mut checkpoints {
+        *locked = checkpoint::lock(conn, ctx.sink, source).await?;
     }
     Ok(checkpoints)
 }
@@ -308,11 +428,13 @@ async fn advance_checkpoints(
     conn: &mut PgConnection,
     batches: &[&Batch],
     checkpoints: &Checkpoints<'_>,
+    items: &BTreeMap<String, Vec<Item>>,
 ) -> Result<(), WriterError> {
     for (source, last) in lasts(batches) {
-        let seen = checkpoints.get(source.as_str()).copied().flatten();
+        let seen = seen(checkpoints, source.as_str());
         if seen.is_none_or(|seen| last > seen) {
-            checkpoint::advance(conn, ctx.sink, &source, last).await?;
+            let recorded = items.get(&source).map_or(&[][..], Vec::as_slice);
+            checkpoint::advance_recording(conn, ctx.sink, &source, last, recorded).await?;
         }
     }
     Ok(())
@@ -326,7 +448,9 @@ pub(crate) async fn dead_letter_batch(
     batch: &Batch,
     reason: &str,
 ) -> Result<u64, WriterError> {
-    let seen = checkpoint::lock(conn, ctx.sink, batch.source.as_str()).await?;
+    let seen = checkpoint::lock(conn, ctx.sink, batch.source.as_str())
+        .await?
+        .seen;
     let mut dead = ChangeRows::default();
     for change in batch.changes.iter() {
         if seen.is_none_or(|seen| change.position > seen) {
@@ -341,7 +465,11 @@ pub(crate) async fn dead_letter_batch(
     let recorded = dead.len() as u64;
     dead.insert_dead_letters(conn, ctx.sink).await?;
     if seen.is_none_or(|seen| batch.last > seen) {
-        checkpoint::advance(conn, ctx.sink, batch.source.as_str(), batch.last).await?;
+        // Recorded as applied: a redelivery of it is proven and skipped, not refused.
+        let new = &batch.changes[at_or_below(batch, seen).len()..];
+        let items: Vec<Item> = Item::of(new, None)?.into_iter().collect();
+        let source = batch.source.as_str();
+        checkpoint::advance_recording(conn, ctx.sink, source, batch.last, &items).await?;
     }
     Ok(recorded)
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod gate;
+pub(crate) mod meter;
 
 use std::sync::Arc;
 
