@@ -1,7 +1,8 @@
 //! Health as an axum router to embed (FINDINGS W-2: the field is `postgres_sync_healthy`).
 //!
 //! `GET /health` answers `200` when healthy or degraded (Redis down: the outbox grows, nothing
-//! is lost) and `503` when PostgreSQL cannot be reached or the last sink transaction failed.
+//! is lost) and `503` when PostgreSQL cannot be reached, the last sink transaction failed, or the
+//! relay holds a message Redis refused and the stream does not hold as ours.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -49,6 +50,10 @@ pub struct OutboxHealth {
     pub oldest_age_seconds: Option<f64>,
     /// The relay's last Redis round succeeded.
     pub redis_connected: bool,
+    /// Set while the relay holds a message unsent because Redis refused its id and the stream
+    /// does not hold it as this sink's (another writer uses the stream, or the sink database
+    /// was restored while Redis kept it): the reason. The writer is `unhealthy` meanwhile.
+    pub refused: Option<String>,
 }
 
 impl PostgresWriter {
@@ -66,9 +71,11 @@ impl PostgresWriter {
             backlog,
             oldest_age_seconds: oldest,
             redis_connected: !stats.redis_down(),
+            refused: stats.outbox_refused(),
         });
         let degraded = outbox.as_ref().is_some_and(|o| !o.redis_connected);
-        let status = match (postgres_sync_healthy, degraded) {
+        let refused = outbox.as_ref().is_some_and(|o| o.refused.is_some());
+        let status = match (postgres_sync_healthy && !refused, degraded) {
             (false, _) => "unhealthy",
             (true, true) => "degraded",
             (true, false) => "healthy",
@@ -107,7 +114,7 @@ impl PostgresWriter {
 
 async fn health_handler(State(writer): State<PostgresWriter>) -> (StatusCode, Json<WriterHealth>) {
     let health = writer.health().await;
-    let code = if health.postgres_sync_healthy {
+    let code = if health.status != "unhealthy" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -1,6 +1,7 @@
-//! Live figures the health endpoint reports, shared between the writer and the relay. Atomics
-//! only: nothing here is ever locked.
+//! Live figures the health endpoint reports, shared between the writer and the relay. Atomics,
+//! and one mutex held only to store or copy a string, never across an `.await`.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ pub(crate) struct LiveStats {
     failing: AtomicBool,
     /// The relay's last Redis round failed.
     redis_down: AtomicBool,
+    /// Why the relay's last round left a message unsent that Redis refused, until a
+    /// round publishes everything it read.
+    outbox_refused: Mutex<Option<String>>,
 }
 
 impl LiveStats {
@@ -65,5 +69,24 @@ impl LiveStats {
 
     pub(crate) fn redis_down(&self) -> bool {
         self.redis_down.load(Ordering::Acquire)
+    }
+}
+
+impl LiveStats {
+    pub(crate) fn set_outbox_refused(&self, reason: Option<String>) {
+        // A poisoned lock only means a panic elsewhere while storing a string: the value is
+        // still a whole `Option<String>`, so it is used as it is.
+        let mut slot = self
+            .outbox_refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = reason;
+    }
+
+    pub(crate) fn outbox_refused(&self) -> Option<String> {
+        self.outbox_refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }

@@ -144,15 +144,26 @@ async fn w_3_relay_crash_between_xadd_and_marking_sent_publishes_nothing_twice()
     let stats = writer.apply(&refs).await.unwrap();
     assert_eq!(stats.published, 5);
     let ids = outbox_ids(&writer).await;
-    // A relay that died after XADD of the first three messages and before marking them sent.
+    // A relay that died after XADD of the first three messages and before marking them sent:
+    // the entries it added, as it adds them (payload, sink, outbox id; see `relay`).
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     for id in &ids[..3] {
+        let payload: String =
+            sqlx::query_scalar("SELECT payload::text FROM surefoot_writer.outbox WHERE id = $1")
+                .bind(id)
+                .fetch_one(writer.pool())
+                .await
+                .unwrap();
         let _: String = redis::cmd("XADD")
             .arg(STREAM)
             .arg(format!("{id}-0"))
             .arg("payload")
-            .arg("{}")
+            .arg(payload)
+            .arg("sink")
+            .arg("crash")
+            .arg("outbox_id")
+            .arg(id)
             .query_async(&mut connection)
             .await
             .unwrap();
