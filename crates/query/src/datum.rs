@@ -1,0 +1,172 @@
+//! The query's internal value: a [`Value`] reduced to what evaluation needs, hashable and totally
+//! ordered so it can key joins, groups and min/max multisets.
+
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use surefoot_core_model::{Numeric, Value};
+
+/// One value inside the query.
+///
+/// Integers of every width are `Int` (so `int4 = int8` joins match); `numeric` keeps its exact
+/// text and is compared and computed as `f64` (a documented limit); types the query does not
+/// compute with (dates, uuids, json, bytes, ...) are `Opaque`: compared by their text, passed
+/// through unchanged.
+#[derive(Debug, Clone)]
+pub enum Datum {
+    /// SQL NULL.
+    Null,
+    /// `boolean`.
+    Bool(bool),
+    /// Any integer type.
+    Int(i64),
+    /// `real` and `double precision`.
+    Float(f64),
+    /// `numeric`, exact text.
+    Numeric(Arc<str>),
+    /// Text types.
+    Text(Arc<str>),
+    /// Any other type: its canonical text and the original value.
+    Opaque(Arc<(String, Value)>),
+}
+
+impl Datum {
+    /// True for NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+
+    /// The number as `f64`, for numeric kinds.
+    pub(crate) fn as_f64(&self) -> Option<f64> {
+        match self {
+            Datum::Int(int) => Some(*int as f64),
+            Datum::Float(float) => Some(*float),
+            Datum::Numeric(text) => text.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Datum::Null => 0,
+            Datum::Bool(_) => 1,
+            Datum::Int(_) | Datum::Float(_) | Datum::Numeric(_) => 2,
+            Datum::Text(_) => 3,
+            Datum::Opaque(_) => 4,
+        }
+    }
+
+    /// A total order: NULL first, then by kind; numbers compare by value, text by bytes (the
+    /// C collation).
+    pub fn total_cmp(&self, other: &Datum) -> Ordering {
+        match (self, other) {
+            (Datum::Bool(a), Datum::Bool(b)) => a.cmp(b),
+            (Datum::Int(a), Datum::Int(b)) => a.cmp(b),
+            (Datum::Text(a), Datum::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Datum::Opaque(a), Datum::Opaque(b)) => a.0.cmp(&b.0),
+            (a, b) if a.rank() == 2 && b.rank() == 2 => {
+                let (x, y) = (
+                    a.as_f64().unwrap_or(f64::NAN),
+                    b.as_f64().unwrap_or(f64::NAN),
+                );
+                x.total_cmp(&y)
+            }
+            (a, b) => a.rank().cmp(&b.rank()),
+        }
+    }
+
+    /// Converts an input value. `None` for [`Value::Unchanged`], which is not a value.
+    pub fn from_value(value: &Value) -> Option<Datum> {
+        Some(match value {
+            Value::Unchanged => return None,
+            Value::Null => Datum::Null,
+            Value::Bool(b) => Datum::Bool(*b),
+            Value::Int16(i) => Datum::Int(i64::from(*i)),
+            Value::Int32(i) => Datum::Int(i64::from(*i)),
+            Value::Int64(i) => Datum::Int(*i),
+            Value::Float32(f) => Datum::Float(f64::from(*f)),
+            Value::Float64(f) => Datum::Float(*f),
+            Value::Numeric(n) => Datum::Numeric(n.as_str().into()),
+            Value::Text(t) => Datum::Text(t.as_str().into()),
+            other => Datum::Opaque(Arc::new((opaque_text(other), other.clone()))),
+        })
+    }
+
+    /// Converts back to a value for output: integers as `Int64`, floats as `Float64`.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Datum::Null => Value::Null,
+            Datum::Bool(b) => Value::Bool(*b),
+            Datum::Int(i) => Value::Int64(*i),
+            Datum::Float(f) => Value::Float64(*f),
+            Datum::Numeric(text) => match text.parse::<Numeric>() {
+                Ok(numeric) => Value::Numeric(numeric),
+                Err(_) => Value::Text(text.to_string()),
+            },
+            Datum::Text(text) => Value::Text(text.to_string()),
+            Datum::Opaque(opaque) => opaque.1.clone(),
+        }
+    }
+}
+
+fn opaque_text(value: &Value) -> String {
+    match value {
+        Value::Bytes(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Value::Json(json) => json.to_string(),
+        Value::Date(date) => date.to_string(),
+        Value::Time(time) => time.to_string(),
+        Value::Timestamp(ts) => ts.to_string(),
+        Value::TimestampTz(ts) => ts.to_rfc3339(),
+        Value::Uuid(uuid) => uuid.to_string(),
+        Value::Other { text, .. } => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+impl PartialEq for Datum {
+    fn eq(&self, other: &Self) -> bool {
+        self.total_cmp(other) == Ordering::Equal && self.rank() == other.rank()
+    }
+}
+
+impl Eq for Datum {}
+
+impl PartialOrd for Datum {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Datum {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+impl Hash for Datum {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.rank().hash(state);
+        match self {
+            Datum::Null => {}
+            Datum::Bool(b) => b.hash(state),
+            // Equal numbers of different kinds must hash alike: hash integral values as
+            // integers, the rest by their f64 bits.
+            Datum::Int(_) | Datum::Float(_) | Datum::Numeric(_) => {
+                let float = self.as_f64().unwrap_or(f64::NAN);
+                if float.fract() == 0.0 && float.abs() < 9.0e15 {
+                    (float as i64).hash(state);
+                } else if let Datum::Int(int) = self {
+                    int.hash(state);
+                } else {
+                    float.to_bits().hash(state);
+                }
+            }
+            Datum::Text(text) => text.hash(state),
+            Datum::Opaque(opaque) => opaque.0.hash(state),
+        }
+    }
+}
+
+/// A tuple of datums.
+pub type Tuple = Vec<Datum>;

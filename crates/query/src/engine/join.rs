@@ -1,0 +1,135 @@
+//! A join stage: the tables so far (left) joined to one more table (right) on column
+//! equalities, maintained from deltas as ΔL⋈R + L'⋈ΔR with an index on each side.
+//!
+//! A LEFT JOIN also emits a left row padded with NULLs while no right row matches it; when
+//! the first right row for a key arrives the padded rows are retracted, and when the last one
+//! goes they come back.
+
+use std::collections::HashMap;
+
+use crate::datum::{Datum, Tuple};
+use crate::engine::table::Delta;
+use crate::plan::JoinKind;
+
+type Index = HashMap<Tuple, HashMap<Tuple, i64>>;
+
+/// One join stage's state.
+#[derive(Debug)]
+pub(crate) struct JoinOp {
+    kind: JoinKind,
+    /// Positions of the key columns in the left (wide) tuple.
+    left_key: Vec<usize>,
+    /// Positions of the key columns in the right table's tuple.
+    right_key: Vec<usize>,
+    right_width: usize,
+    left: Index,
+    right: Index,
+}
+
+fn key_of(tuple: &Tuple, positions: &[usize]) -> Option<Tuple> {
+    let key: Tuple = positions.iter().map(|p| tuple[*p].clone()).collect();
+    // NULL never equals anything: such a row matches nothing.
+    (!key.iter().any(Datum::is_null)).then_some(key)
+}
+
+fn add(index: &mut Index, key: Tuple, tuple: Tuple, weight: i64) {
+    let entries = index.entry(key.clone()).or_default();
+    let entry = entries.entry(tuple.clone()).or_insert(0);
+    *entry += weight;
+    if *entry == 0 {
+        entries.remove(&tuple);
+        if entries.is_empty() {
+            index.remove(&key);
+        }
+    }
+}
+
+fn total(index: &Index, key: &Tuple) -> i64 {
+    index.get(key).map_or(0, |entries| entries.values().sum())
+}
+
+fn concat(left: &Tuple, right: &Tuple) -> Tuple {
+    let mut joined = Vec::with_capacity(left.len() + right.len());
+    joined.extend_from_slice(left);
+    joined.extend_from_slice(right);
+    joined
+}
+
+impl JoinOp {
+    pub(crate) fn new(
+        kind: JoinKind,
+        left_key: Vec<usize>,
+        right_key: Vec<usize>,
+        right_width: usize,
+    ) -> Self {
+        Self {
+            kind,
+            left_key,
+            right_key,
+            right_width,
+            left: Index::new(),
+            right: Index::new(),
+        }
+    }
+
+    fn padded(&self, left: &Tuple) -> Tuple {
+        concat(left, &vec![Datum::Null; self.right_width])
+    }
+
+    /// Rows of state held (both sides).
+    pub(crate) fn len(&self) -> usize {
+        self.left.values().map(HashMap::len).sum::<usize>()
+            + self.right.values().map(HashMap::len).sum::<usize>()
+    }
+
+    /// Deltas of the left input in, deltas of the join out.
+    pub(crate) fn left_delta(&mut self, deltas: Vec<Delta>) -> Vec<Delta> {
+        let mut out = Vec::new();
+        for (tuple, weight) in deltas {
+            let Some(key) = key_of(&tuple, &self.left_key) else {
+                if self.kind == JoinKind::Left {
+                    out.push((self.padded(&tuple), weight));
+                }
+                continue;
+            };
+            match self.right.get(&key) {
+                Some(matches) if !matches.is_empty() => {
+                    for (right, right_weight) in matches {
+                        out.push((concat(&tuple, right), weight * right_weight));
+                    }
+                }
+                _ if self.kind == JoinKind::Left => out.push((self.padded(&tuple), weight)),
+                _ => {}
+            }
+            add(&mut self.left, key, tuple, weight);
+        }
+        out
+    }
+
+    /// Deltas of the right table in, deltas of the join out.
+    pub(crate) fn right_delta(&mut self, deltas: Vec<Delta>) -> Vec<Delta> {
+        let mut out = Vec::new();
+        for (tuple, weight) in deltas {
+            let Some(key) = key_of(&tuple, &self.right_key) else {
+                continue;
+            };
+            let before = total(&self.right, &key);
+            add(&mut self.right, key.clone(), tuple.clone(), weight);
+            let after = total(&self.right, &key);
+            let Some(lefts) = self.left.get(&key) else {
+                continue;
+            };
+            for (left, left_weight) in lefts {
+                out.push((concat(left, &tuple), left_weight * weight));
+                if self.kind == JoinKind::Left {
+                    if before == 0 && after != 0 {
+                        out.push((self.padded(left), -left_weight));
+                    } else if before != 0 && after == 0 {
+                        out.push((self.padded(left), *left_weight));
+                    }
+                }
+            }
+        }
+        out
+    }
+}

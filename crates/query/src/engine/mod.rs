@@ -1,0 +1,185 @@
+//! Incremental evaluation of a [`Plan`] over Z-set deltas.
+//!
+//! Each change to an input table becomes deltas of that table's kept tuples; they flow through
+//! the join stages after it (the stages before it are not affected), then the filter, then the
+//! projection or the grouping. The result is kept by key, so each batch ends with one diff per
+//! key it touched: added, updated (before and after) or deleted.
+
+mod group;
+mod join;
+mod output;
+mod table;
+
+use std::collections::HashMap;
+
+use surefoot_core_model::Change;
+
+use crate::datum::{Datum, Tuple};
+use crate::error::EvalError;
+use crate::expr::{Context, Expr};
+use crate::ops::truth;
+use crate::plan::{Output, Plan};
+
+pub(crate) use output::Diff;
+use output::Results;
+use table::{Delta, TableInput};
+
+/// A wide tuple (the join of the tables so far) seen as expression input.
+struct Wide<'a> {
+    tuple: &'a [Datum],
+    offsets: &'a [usize],
+}
+
+impl Context for Wide<'_> {
+    fn column(&self, table: usize, column: usize) -> &Datum {
+        &self.tuple[self.offsets[table] + column]
+    }
+    fn group_key(&self, _: usize) -> &Datum {
+        &Datum::Null
+    }
+    fn aggregate(&self, _: usize) -> &Datum {
+        &Datum::Null
+    }
+}
+
+/// The evaluation state of one query.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    plan: Plan,
+    tables: Vec<TableInput>,
+    joins: Vec<join::JoinOp>,
+    offsets: Vec<usize>,
+    results: Results,
+}
+
+impl Engine {
+    pub(crate) fn new(plan: Plan) -> Self {
+        let tables: Vec<TableInput> = plan.tables.iter().map(TableInput::new).collect();
+        let mut offsets = Vec::with_capacity(tables.len());
+        let mut width = 0;
+        for table in &tables {
+            offsets.push(width);
+            width += table.width();
+        }
+        let joins = plan
+            .joins
+            .iter()
+            .enumerate()
+            .map(|(stage, join)| {
+                let left = join.left.iter().map(|(t, c)| offsets[*t] + c).collect();
+                join::JoinOp::new(
+                    join.kind,
+                    left,
+                    join.right.clone(),
+                    tables[stage + 1].width(),
+                )
+            })
+            .collect();
+        let results = Results::new(&plan, &offsets);
+        Self {
+            plan,
+            tables,
+            joins,
+            offsets,
+            results,
+        }
+    }
+
+    /// The plan evaluated.
+    pub(crate) fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Rows of state held: input rows, join indexes, result rows.
+    pub(crate) fn state_rows(&self) -> usize {
+        self.tables.iter().map(TableInput::len).sum::<usize>()
+            + self.joins.iter().map(join::JoinOp::len).sum::<usize>()
+            + self.results.len()
+    }
+
+    /// The current result, by key.
+    pub(crate) fn result(&self) -> &HashMap<Tuple, Tuple> {
+        self.results.current()
+    }
+
+    /// Applies the changes of one batch and returns its diffs, by key.
+    pub(crate) fn apply(
+        &mut self,
+        changes: &[Change],
+        is_input: impl Fn(&Change, usize) -> bool,
+    ) -> Result<Vec<Diff>, EvalError> {
+        for change in changes {
+            for index in 0..self.tables.len() {
+                if is_input(change, index) {
+                    self.apply_change(index, change)?;
+                }
+            }
+        }
+        self.results.finish(&self.plan)
+    }
+
+    fn apply_change(&mut self, index: usize, change: &Change) -> Result<(), EvalError> {
+        let mut deltas: Vec<Delta> = Vec::new();
+        self.tables[index].apply(change, &mut deltas)?;
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        if self.joins.is_empty() {
+            return self.emit(deltas);
+        }
+        deltas = if index == 0 {
+            self.joins[0].left_delta(deltas)
+        } else {
+            self.joins[index - 1].right_delta(deltas)
+        };
+        for stage in index.max(1)..self.joins.len() {
+            if deltas.is_empty() {
+                break;
+            }
+            deltas = self.joins[stage].left_delta(deltas);
+        }
+        self.emit(deltas)
+    }
+
+    /// Filters the join's deltas and folds them into the result.
+    fn emit(&mut self, deltas: Vec<Delta>) -> Result<(), EvalError> {
+        for (tuple, weight) in deltas {
+            let wide = Wide {
+                tuple: &tuple,
+                offsets: &self.offsets,
+            };
+            if let Some(filter) = &self.plan.filter
+                && truth(&filter.eval(&wide)?)? != Some(true)
+            {
+                continue;
+            }
+            match &self.plan.output {
+                Output::Project { columns } => {
+                    let row = columns
+                        .iter()
+                        .map(|c| c.expr.eval(&wide))
+                        .collect::<Result<Tuple, _>>()?;
+                    self.results.add_row(&tuple, row, weight)?;
+                }
+                Output::Group {
+                    keys, aggregates, ..
+                } => {
+                    let key = keys
+                        .iter()
+                        .map(|k| k.eval(&wide))
+                        .collect::<Result<Tuple, _>>()?;
+                    let args = aggregates
+                        .iter()
+                        .map(|a| {
+                            a.arg
+                                .as_ref()
+                                .map_or(Ok(Datum::Null), |e: &Expr| e.eval(&wide))
+                        })
+                        .collect::<Result<Tuple, _>>()?;
+                    self.results.add_to_group(key, aggregates, &args, weight)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

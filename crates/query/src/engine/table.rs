@@ -1,0 +1,136 @@
+//! An input table's rows as the query keeps them, and the Z-set deltas its changes make.
+//!
+//! PostgreSQL sends only the key for deletes and key-changing updates (replica identity
+//! default), and `Unchanged` for unchanged TOASTed columns: the query keeps the columns it
+//! needs of every row so it can retract the old row and fill in what the change left out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use surefoot_core_model::{Change, Operation, Row};
+
+use crate::datum::{Datum, Tuple};
+use crate::error::EvalError;
+use crate::plan::PlanTable;
+
+/// A weighted tuple: `+1` added, `-1` removed.
+pub(crate) type Delta = (Tuple, i64);
+
+/// One input table's kept rows, by key.
+#[derive(Debug)]
+pub(crate) struct TableInput {
+    name: String,
+    kept: Vec<Arc<str>>,
+    key_len: usize,
+    rows: HashMap<Tuple, Tuple>,
+}
+
+impl TableInput {
+    pub(crate) fn new(table: &PlanTable) -> Self {
+        Self {
+            name: table.schema.table.to_string(),
+            kept: table.kept.clone(),
+            key_len: table.key_len(),
+            rows: HashMap::new(),
+        }
+    }
+
+    /// Number of kept columns.
+    pub(crate) fn width(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Rows kept.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Applies one change, appending the deltas it makes.
+    pub(crate) fn apply(&mut self, change: &Change, out: &mut Vec<Delta>) -> Result<(), EvalError> {
+        match &change.operation {
+            Operation::Insert { after } => {
+                let row = self.extract(after, None)?;
+                let key = row[..self.key_len].to_vec();
+                if let Some(old) = self.rows.insert(key, row.clone()) {
+                    // An insert over a key the query holds: the source re-sent it or the table
+                    // was changed behind it; the new row replaces the old one.
+                    out.push((old, -1));
+                }
+                out.push((row, 1));
+            }
+            Operation::Update { key, before, after } => {
+                let old_key = match key.as_ref().or(before.as_ref()) {
+                    Some(old) => self.extract_key(old)?,
+                    None => self.extract_key(after)?,
+                };
+                let Some(old) = self.rows.remove(&old_key) else {
+                    return Err(self.missing("update", &old_key));
+                };
+                let new = self.extract(after, Some(&old))?;
+                let new_key = new[..self.key_len].to_vec();
+                if let Some(displaced) = self.rows.insert(new_key, new.clone()) {
+                    out.push((displaced, -1));
+                }
+                if old != new {
+                    out.push((old, -1));
+                    out.push((new, 1));
+                }
+            }
+            Operation::Delete { key, before } => {
+                let Some(old_row) = key.as_ref().or(before.as_ref()) else {
+                    return Err(EvalError::MissingColumn {
+                        table: self.name.clone(),
+                        column: "the key of a delete".into(),
+                    });
+                };
+                let old_key = self.extract_key(old_row)?;
+                let Some(old) = self.rows.remove(&old_key) else {
+                    return Err(self.missing("delete", &old_key));
+                };
+                out.push((old, -1));
+            }
+            Operation::Truncate => {
+                out.extend(self.rows.drain().map(|(_, row)| (row, -1)));
+            }
+        }
+        Ok(())
+    }
+
+    fn missing(&self, operation: &'static str, key: &Tuple) -> EvalError {
+        EvalError::MissingRow {
+            operation,
+            table: self.name.clone(),
+            key: format!("{key:?}"),
+        }
+    }
+
+    fn extract_key(&self, row: &Row) -> Result<Tuple, EvalError> {
+        self.kept[..self.key_len]
+            .iter()
+            .map(|name| self.value(row, name, None))
+            .collect()
+    }
+
+    /// The kept columns of `row`; a column it lacks or sends as `Unchanged` comes from `old`.
+    fn extract(&self, row: &Row, old: Option<&Tuple>) -> Result<Tuple, EvalError> {
+        self.kept
+            .iter()
+            .enumerate()
+            .map(|(index, name)| self.value(row, name, old.map(|old| &old[index])))
+            .collect()
+    }
+
+    fn value(&self, row: &Row, name: &str, old: Option<&Datum>) -> Result<Datum, EvalError> {
+        match row
+            .get(name)
+            .and_then(Datum::from_value)
+            .or_else(|| old.cloned())
+        {
+            Some(datum) => Ok(datum),
+            None => Err(EvalError::MissingColumn {
+                table: self.name.clone(),
+                column: name.to_owned(),
+            }),
+        }
+    }
+}

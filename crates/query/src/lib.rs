@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod catalog;
+pub mod datum;
+mod engine;
+pub mod error;
+pub mod expr;
+mod ops;
+pub mod plan;
+pub mod query;
+mod settle;
+
+pub use catalog::{Catalog, TableSchema};
+pub use error::{EvalError, QueryError, TextPosition};
+pub use query::{ContinuousQuery, OUTPUT_SCHEMA, QueryHealth, QueryStats};
