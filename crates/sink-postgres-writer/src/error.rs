@@ -84,22 +84,8 @@ pub enum WriterError {
     /// same positions, or a replay older than the records kept. Nothing of the sink transaction
     /// is written, the batch is never dead-lettered nor settled delivered; the caller gets this
     /// error, `surefoot.writer.batches.refused` counts it and an error is logged.
-    #[error(
-        "batch {first}..={last} of source {source_id} is at or below the checkpoint {checkpoint} \
-         and not proven applied: {refusal}; refused, not skipped"
-    )]
-    ReplayRefused {
-        /// The batch's source.
-        source_id: String,
-        /// The batch's first position.
-        first: String,
-        /// The batch's last position.
-        last: String,
-        /// The source's checkpoint when the batch was refused.
-        checkpoint: String,
-        /// Why it is not proven.
-        refusal: Refusal,
-    },
+    #[error(transparent)]
+    ReplayRefused(Box<RefusedBatch>),
 
     /// Two batches of one source in one sink transaction are not in increasing order. The
     /// transaction writes nothing and its batches are applied one by one, in the order given
@@ -133,6 +119,25 @@ pub enum WriterError {
         /// A source whose checkpoint is behind the previous transaction's positions.
         source_id: String,
     },
+}
+
+/// A batch refused as a replay the writer cannot prove (see [`WriterError::ReplayRefused`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "batch {first}..={last} of source {source_id} is at or below the checkpoint {checkpoint} \
+     and not proven applied: {refusal}; refused, not skipped"
+)]
+pub struct RefusedBatch {
+    /// The batch's source.
+    pub source_id: String,
+    /// The batch's first position.
+    pub first: String,
+    /// The batch's last position.
+    pub last: String,
+    /// The source's checkpoint when the batch was refused.
+    pub checkpoint: String,
+    /// Why it is not proven.
+    pub refusal: Refusal,
 }
 
 /// Why a batch at or below the checkpoint is not proven applied.
@@ -229,9 +234,7 @@ impl Classify for WriterError {
             WriterError::Redis { source, .. } => redis_class(source),
             WriterError::Stopped => ErrorClass::Cancelled,
             WriterError::PredecessorNotCommitted { .. } => ErrorClass::Transient,
-            WriterError::ReplayRefused { .. } | WriterError::Unordered { .. } => {
-                ErrorClass::Permanent
-            }
+            WriterError::ReplayRefused(_) | WriterError::Unordered { .. } => ErrorClass::Permanent,
             WriterError::OutboxRefused { .. } => ErrorClass::Permanent,
             WriterError::Spawn(_) => ErrorClass::Permanent,
         }

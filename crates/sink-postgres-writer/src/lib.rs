@@ -29,7 +29,7 @@ pub use config::{
     ApplyMode, BatchLimits, ConfigError, FailurePolicy, OutboxConfig, PoolConfig, RecordRetention,
     TableConfig, WriterConfig,
 };
-pub use error::{HandlerError, Refusal, WriterError};
+pub use error::{HandlerError, Refusal, RefusedBatch, WriterError};
 pub use handler::{Handler, HandlerInput, OutboxMessages};
 pub use health::{OutboxHealth, PoolHealth, WriterHealth};
 pub use ident::{Ident, IdentError, QualifiedName};

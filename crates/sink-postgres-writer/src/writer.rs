@@ -169,9 +169,9 @@ impl PostgresWriter {
     /// redelivery.
     pub async fn apply(&self, batches: &[&Batch]) -> Result<FlushStats, WriterError> {
         let result = self.apply_splitting(batches).await;
-        if let Err(error @ WriterError::ReplayRefused { source_id, .. }) = &result {
-            self.inner.metrics.refused(source_id);
-            tracing::error!(sink = %self.sink(), source = %source_id, error = %error, "batch refused: at or below the checkpoint and not proven applied; it is not skipped and not acknowledged");
+        if let Err(WriterError::ReplayRefused(refused)) = &result {
+            self.inner.metrics.refused(&refused.source_id);
+            tracing::error!(sink = %self.sink(), source = %refused.source_id, error = %refused, "batch refused: at or below the checkpoint and not proven applied; it is not skipped and not acknowledged");
         }
         result
     }
@@ -216,7 +216,7 @@ impl PostgresWriter {
         // A refused replay is never dead-lettered: that would settle it delivered.
         if error.class() != ErrorClass::Permanent
             || self.inner.config.on_failure == FailurePolicy::Fail
-            || matches!(error, WriterError::ReplayRefused { .. })
+            || matches!(error, WriterError::ReplayRefused(_))
         {
             return Err(error);
         }

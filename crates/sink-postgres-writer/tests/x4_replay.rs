@@ -14,7 +14,7 @@ use surefoot_core_lifecycle::{CancellationToken, Classify, ErrorClass};
 use surefoot_core_model::{
     AckOutcome, AckToken, Batch, Change, Lsn, Position, Value, batch_channel,
 };
-use surefoot_sink_postgres_writer::{ApplyMode, PostgresWriter, TableConfig, WriterError};
+use surefoot_sink_postgres_writer::{ApplyMode, PostgresWriter, Refusal, TableConfig, WriterError};
 use surefoot_test_support::PgServer;
 
 const REFUSED: &str = "surefoot.writer.batches.refused";
@@ -79,7 +79,7 @@ async fn assert_refused(writer: &PostgresWriter, batch: &Batch) -> WriterError {
         Err(error) => error,
     };
     assert!(
-        matches!(error, WriterError::ReplayRefused { .. }),
+        matches!(error, WriterError::ReplayRefused(_)),
         "not a refusal: {error:?}"
     );
     assert_eq!(error.class(), ErrorClass::Permanent);
@@ -125,7 +125,7 @@ async fn x_4_a_batch_below_the_checkpoint_that_was_never_applied_is_refused_not_
     let old = batch("src", puts(6..=6, "a"));
     let result = writer.apply(&[&new, &old]).await;
     assert!(
-        matches!(result, Err(WriterError::ReplayRefused { .. })),
+        matches!(result, Err(WriterError::ReplayRefused(_))),
         "{result:?}"
     );
     assert_eq!(rows(&writer).await, [(10, "a".into()), (20, "a".into())]);
@@ -137,7 +137,7 @@ async fn x_4_a_batch_below_the_checkpoint_that_was_never_applied_is_refused_not_
     let earlier = tracked(puts(25..=25, "a"), &outcomes);
     let result = run(&writer, vec![later, earlier]).await;
     assert!(
-        matches!(result, Err(WriterError::ReplayRefused { .. })),
+        matches!(result, Err(WriterError::ReplayRefused(_))),
         "{result:?}"
     );
     let outcomes = outcomes.lock().unwrap().clone();
@@ -253,4 +253,86 @@ async fn x_4_a_true_redelivery_is_still_delivered_once() {
         .collect();
     assert_eq!(rows(&writer).await, expected);
     assert_eq!(meter.counter(REFUSED) + meter_after.counter(REFUSED), 0);
+}
+
+#[tokio::test]
+async fn x_4_a_replay_older_than_the_records_kept_is_refused_loudly() {
+    let server = PgServer::new().await.unwrap();
+    let (meter, metrics) = Meter::new("x4-retention");
+    let mut config = config(&server, "x4-retention").table(items());
+    config.applied_records.keep = 3;
+    let writer = PostgresWriter::builder(config)
+        .metrics(metrics)
+        .connect()
+        .await
+        .unwrap();
+    exec(
+        &writer,
+        "CREATE TABLE items (id bigint PRIMARY KEY, body text)",
+    )
+    .await;
+    // 100 sink transactions: the records are purged once per 100, keeping the newest 3.
+    for n in 1..=100 {
+        writer
+            .apply(&[&batch("src", puts(n..=n, "a"))])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        scalar(&writer, "SELECT count(*) FROM surefoot_writer.applied").await,
+        3
+    );
+    let error = assert_refused(&writer, &batch("src", puts(50..=50, "a"))).await;
+    assert!(
+        matches!(&error, WriterError::ReplayRefused(refused)
+            if matches!(refused.refusal, Refusal::NeverApplied { .. })),
+        "{error:?}"
+    );
+    assert_eq!(meter.counter(REFUSED), 1);
+    let kept = writer.apply(&[&batch("src", puts(98..=100, "a"))]).await;
+    assert_eq!(kept.unwrap().already_applied, 3);
+}
+
+#[tokio::test]
+async fn x_4_positions_applied_before_records_were_kept_are_skipped_as_before() {
+    let server = PgServer::new().await.unwrap();
+    let (writer, meter) = writer_on(&server, "x4-upgrade").await;
+    writer
+        .apply(&[&batch("src", puts(1..=5, "a"))])
+        .await
+        .unwrap();
+    // A database upgraded from schema version 2: what migration 0003 does to a checkpoint
+    // that existed before records were kept.
+    exec(
+        &writer,
+        "DELETE FROM surefoot_writer.applied; \
+         UPDATE surefoot_writer.checkpoint \
+         SET unrecorded_major = major, unrecorded_minor = minor",
+    )
+    .await;
+    let again = writer
+        .apply(&[&batch("src", puts(3..=3, "a"))])
+        .await
+        .unwrap();
+    assert_eq!((again.applied, again.already_applied), (0, 1));
+    // Above the horizon, records are kept and required as everywhere else.
+    writer
+        .apply(&[&batch("src", puts(6..=7, "a"))])
+        .await
+        .unwrap();
+    let mixed = batch(
+        "src",
+        vec![
+            put(seq(5), 5, "a"),
+            put(seq(6), 6, "a"),
+            put(seq(7), 7, "a"),
+            put(seq(8), 8, "a"),
+        ],
+    );
+    let stats = writer.apply(&[&mixed]).await.unwrap();
+    assert_eq!((stats.applied, stats.already_applied), (1, 3));
+    exec(&writer, "DELETE FROM surefoot_writer.applied").await;
+    assert_refused(&writer, &batch("src", puts(8..=8, "a"))).await;
+    assert_eq!(meter.counter(REFUSED), 1);
+    assert_eq!(rows(&writer).await.len(), 8);
 }

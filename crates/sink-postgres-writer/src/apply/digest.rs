@@ -3,11 +3,15 @@
 //!
 //! Each change is encoded as its position (variant tag and fields), its table (schema, name),
 //! its operation tag and its rows (`key`, `before`, `after` as the operation has them), each row
-//! as its columns in order: name, then the value's type tag and its PostgreSQL text form (the
-//! one `COPY` gets). Strings are length-prefixed, so no two different changes encode alike.
+//! as its column names and then its values in order, each value its type tag and its bytes
+//! (integers and floats as their little-endian bits, text, numeric and bytes as they are, uuid
+//! as its 16 bytes, dates, times and JSON as their PostgreSQL text form). Strings are length-prefixed, so no two different
+//! changes encode alike. A table, or a row's list of column names, equal to the previous one in
+//! the same digest is written as one marker byte instead (a batch mostly repeats both): the
+//! encoding stays unambiguous and hashes about half the bytes.
 
 use sha2::{Digest as _, Sha256};
-use surefoot_core_model::{Change, Operation, Position, Row, Value};
+use surefoot_core_model::{Change, Operation, Position, Row, TableRef, Value};
 
 use crate::encode::write_text;
 
@@ -16,26 +20,66 @@ pub(crate) type Digest = [u8; 32];
 
 /// The digest of `changes`, in order.
 pub(crate) fn digest(changes: &[Change]) -> Digest {
-    let mut encoder = Encoder::default();
-    for change in changes {
-        encoder.change(change);
-    }
-    encoder.hasher.finalize().into()
+    Digester::default().digest(changes)
 }
 
-#[derive(Default)]
-struct Encoder {
-    hasher: Sha256,
+/// Computes digests, reusing its buffers from one to the next.
+#[derive(Debug, Default)]
+pub(crate) struct Digester {
     buf: Vec<u8>,
     text: String,
 }
 
-impl Encoder {
-    fn change(&mut self, change: &Change) {
-        self.buf.clear();
+impl Digester {
+    /// The digest of `changes`, in order.
+    pub(crate) fn digest(&mut self, changes: &[Change]) -> Digest {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut encoder = Encoder {
+            hasher: Sha256::default(),
+            buf,
+            text: std::mem::take(&mut self.text),
+            table: None,
+            names: None,
+        };
+        for change in changes {
+            encoder.change(change);
+            if encoder.buf.len() >= FLUSH_AT {
+                encoder.hasher.update(&encoder.buf);
+                encoder.buf.clear();
+            }
+        }
+        encoder.hasher.update(&encoder.buf);
+        self.buf = encoder.buf;
+        self.text = encoder.text;
+        encoder.hasher.finalize().into()
+    }
+}
+
+/// Bytes encoded before they are hashed.
+const FLUSH_AT: usize = 8 << 10;
+
+struct Encoder<'c> {
+    hasher: Sha256,
+    buf: Vec<u8>,
+    text: String,
+    /// The table of the previous change.
+    table: Option<&'c TableRef>,
+    /// The previous row whose column names were written.
+    names: Option<&'c Row>,
+}
+
+impl<'c> Encoder<'c> {
+    fn change(&mut self, change: &'c Change) {
         self.position(change.position);
-        self.bytes(change.table.schema.as_bytes());
-        self.bytes(change.table.name.as_bytes());
+        if self.table == Some(&change.table) {
+            self.buf.push(b'=');
+        } else {
+            self.buf.push(b't');
+            self.bytes(change.table.schema.as_bytes());
+            self.bytes(change.table.name.as_bytes());
+            self.table = Some(&change.table);
+        }
         match &change.operation {
             Operation::Insert { after } => {
                 self.buf.push(b'I');
@@ -54,7 +98,6 @@ impl Encoder {
             }
             Operation::Truncate => self.buf.push(b'T'),
         }
-        self.hasher.update(&self.buf);
     }
 
     fn position(&mut self, position: Position) {
@@ -74,37 +117,74 @@ impl Encoder {
         self.buf.extend_from_slice(&minor.to_le_bytes());
     }
 
+    fn len(&mut self, len: usize) {
+        self.buf.extend_from_slice(&(len as u64).to_le_bytes());
+    }
+
     fn bytes(&mut self, bytes: &[u8]) {
-        self.buf
-            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.len(bytes.len());
         self.buf.extend_from_slice(bytes);
     }
 
-    fn row(&mut self, row: Option<&Row>) {
+    fn row(&mut self, row: Option<&'c Row>) {
         let Some(row) = row else {
             self.buf.push(0);
             return;
         };
-        self.buf.push(1);
-        self.buf
-            .extend_from_slice(&(row.len() as u64).to_le_bytes());
+        let same_names = self.names.is_some_and(|names| {
+            names.len() == row.len()
+                && names
+                    .columns()
+                    .iter()
+                    .zip(row.columns())
+                    .all(|(a, b)| a.name == b.name)
+        });
+        if same_names {
+            self.buf.push(b'=');
+        } else {
+            self.buf.push(b'n');
+            self.len(row.len());
+            for column in row.columns() {
+                self.bytes(column.name.as_bytes());
+            }
+            self.names = Some(row);
+        }
         for column in row.columns() {
-            self.bytes(column.name.as_bytes());
             self.value(&column.value);
         }
     }
 
     fn value(&mut self, value: &Value) {
         self.buf.push(tag(value));
-        if let Value::Other { type_name, .. } = value {
-            self.bytes(type_name.as_bytes());
+        match value {
+            Value::Null | Value::Unchanged => {}
+            Value::Bool(b) => self.buf.push(u8::from(*b)),
+            Value::Int16(n) => self.buf.extend_from_slice(&n.to_le_bytes()),
+            Value::Int32(n) => self.buf.extend_from_slice(&n.to_le_bytes()),
+            Value::Int64(n) => self.buf.extend_from_slice(&n.to_le_bytes()),
+            Value::Float32(n) => self.buf.extend_from_slice(&n.to_bits().to_le_bytes()),
+            Value::Float64(n) => self.buf.extend_from_slice(&n.to_bits().to_le_bytes()),
+            Value::Numeric(n) => self.bytes(n.as_str().as_bytes()),
+            Value::Text(text) => self.bytes(text.as_bytes()),
+            Value::Bytes(bytes) => self.bytes(bytes),
+            Value::Uuid(uuid) => self.buf.extend_from_slice(uuid.as_bytes()),
+            Value::Other { type_name, text } => {
+                self.bytes(type_name.as_bytes());
+                self.bytes(text.as_bytes());
+            }
+            Value::Json(_)
+            | Value::Date(_)
+            | Value::Time(_)
+            | Value::Timestamp(_)
+            | Value::TimestampTz(_) => {
+                // Their text form, as `COPY` gets it.
+                let mut text = std::mem::take(&mut self.text);
+                text.clear();
+                write_text(value, &mut text);
+                self.bytes(text.as_bytes());
+                self.text = text;
+            }
         }
-        let mut text = std::mem::take(&mut self.text);
-        text.clear();
-        if write_text(value, &mut text) {
-            self.bytes(text.as_bytes());
-        }
-        self.text = text;
     }
 }
 

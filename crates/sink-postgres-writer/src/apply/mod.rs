@@ -20,12 +20,12 @@ use sqlx::PgConnection;
 use surefoot_core_model::{Batch, Change, Position, SourceId};
 
 use self::checkpoint::Locked;
-use self::digest::{Digest, digest};
+use self::digest::{Digest, Digester};
 use self::outbox::OutboxMessages;
 use self::record::{Item, key};
 use self::rows::{ChangeRows, op_name};
 use crate::config::RecordRetention;
-use crate::error::{Refusal, WriterError};
+use crate::error::{Refusal, RefusedBatch, WriterError};
 use crate::handler::{Handler, HandlerInput};
 use crate::ident::QualifiedName;
 use crate::plan::MirrorPlan;
@@ -128,10 +128,11 @@ pub(crate) async fn plan_flush_yielding<'a>(
     batches: &[&'a Batch],
 ) -> Result<Work<'a>, WriterError> {
     let (mut work, none) = (Work::default(), Checkpoints::new());
+    let mut digester = Digester::default();
     let mut since_yield = 0;
     for batch in batches {
         plan_batch(ctx, &mut work, batch, &none)?;
-        work.digests.push(digest(&batch.changes));
+        work.digests.push(digester.digest(&batch.changes));
         since_yield += batch.changes.len();
         if since_yield >= CHANGES_PER_YIELD {
             since_yield = 0;
@@ -285,13 +286,13 @@ async fn prove_replays(
 }
 
 fn refused(batch: &Batch, seen: Option<Position>, refusal: Refusal) -> WriterError {
-    WriterError::ReplayRefused {
+    WriterError::ReplayRefused(Box::new(RefusedBatch {
         source_id: batch.source.as_str().to_owned(),
         first: batch.first.to_string(),
         last: batch.last.to_string(),
         checkpoint: seen.map_or_else(|| "none".to_owned(), |seen| seen.to_string()),
         refusal,
-    }
+    }))
 }
 
 /// The records of what this transaction applies, per source: each batch's changes above its

@@ -74,7 +74,7 @@ pub(crate) fn pack(items: &[Item]) -> Vec<u8> {
 
 /// The items of a `batches` column; `None` when it is not a whole number of items.
 fn unpack(bytes: &[u8]) -> Option<Vec<Item>> {
-    if bytes.len() % ITEM_BYTES != 0 {
+    if !bytes.len().is_multiple_of(ITEM_BYTES) {
         return None;
     }
     let i64_at = |chunk: &[u8], at: usize| -> Option<i64> {
