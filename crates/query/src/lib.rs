@@ -6,6 +6,7 @@ pub mod datum;
 mod engine;
 pub mod error;
 pub mod expr;
+pub mod metrics;
 mod ops;
 pub mod plan;
 pub mod query;

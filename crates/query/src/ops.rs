@@ -270,7 +270,18 @@ fn substr(text: &str, start: i64, length: Option<i64>) -> Result<Datum, EvalErro
     Ok(Datum::Text(taken.into()))
 }
 
-/// SQL LIKE with `%`, `_` and the default escape `\`.
+/// One element of a LIKE pattern.
+#[derive(Clone, Copy, PartialEq)]
+enum Piece {
+    /// `%`: any run of characters.
+    Any,
+    /// `_`: one character.
+    One,
+    /// A literal character (escaped with `\\` or plain).
+    Char(char),
+}
+
+/// SQL LIKE with `%`, `_` and the default escape `\\`, in time O(text × pattern) at worst.
 pub(crate) fn like(text: &str, pattern: &str, case_insensitive: bool) -> bool {
     let (text, pattern) = if case_insensitive {
         (text.to_lowercase(), pattern.to_lowercase())
@@ -278,20 +289,48 @@ pub(crate) fn like(text: &str, pattern: &str, case_insensitive: bool) -> bool {
         (text.to_owned(), pattern.to_owned())
     };
     let text: Vec<char> = text.chars().collect();
-    let pattern: Vec<char> = pattern.chars().collect();
-    like_at(&text, &pattern)
+    let mut pieces = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        pieces.push(match c {
+            '%' => Piece::Any,
+            '_' => Piece::One,
+            '\\' => Piece::Char(chars.next().unwrap_or('\\')),
+            other => Piece::Char(other),
+        });
+    }
+    matches(&text, &pieces)
 }
 
-fn like_at(text: &[char], pattern: &[char]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some(('%', rest)) => (0..=text.len()).any(|skip| like_at(&text[skip..], rest)),
-        Some(('_', rest)) => !text.is_empty() && like_at(&text[1..], rest),
-        Some(('\\', rest)) if !rest.is_empty() => {
-            text.first() == Some(&rest[0]) && like_at(&text[1..], &rest[1..])
+/// Greedy wildcard matching with backtracking to the last `%` only.
+fn matches(text: &[char], pieces: &[Piece]) -> bool {
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pieces.get(p) {
+            Some(Piece::Any) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(Piece::One) => {
+                t += 1;
+                p += 1;
+            }
+            Some(Piece::Char(c)) if *c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
         }
-        Some((c, rest)) => text.first() == Some(c) && like_at(&text[1..], rest),
     }
+    pieces[p..].iter().all(|piece| *piece == Piece::Any)
 }
 
 #[cfg(test)]
@@ -307,6 +346,13 @@ mod tests {
         assert!(!like("abc", "a\\%c", false));
         assert!(like("ABC", "a%", true));
         assert!(like("", "%", false));
+        assert!(like("aXbXc", "%b%c", false));
+        assert!(!like("ab", "a_b", false));
+        let long = "a".repeat(2_000);
+        assert!(
+            !like(&long, "%a%a%a%a%a%a%a%a%b", false),
+            "no exponential backtracking"
+        );
     }
 
     #[test]

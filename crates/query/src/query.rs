@@ -10,6 +10,7 @@ use crate::catalog::Catalog;
 use crate::datum::Tuple;
 use crate::engine::{Diff, Engine};
 use crate::error::{EvalError, QueryError};
+use crate::metrics::QueryMetrics;
 use crate::plan::{self, Output, Plan};
 use crate::settle::Settler;
 
@@ -57,6 +58,8 @@ pub struct ContinuousQuery {
     id: SourceId,
     output_table: TableRef,
     engine: Engine,
+    inputs: Vec<TableRef>,
+    metrics: QueryMetrics,
     columns: Vec<Arc<str>>,
     key_columns: Vec<Arc<str>>,
     next_sequence: u64,
@@ -73,10 +76,13 @@ impl ContinuousQuery {
         let plan = plan::build(sql, catalog)?;
         let columns = plan.columns().iter().map(|c| Arc::clone(&c.name)).collect();
         let key_columns = key_columns(&plan);
+        let inputs = plan.tables.iter().map(|t| t.schema.table.clone()).collect();
         Ok(Self {
             id: SourceId::new(id),
             output_table: TableRef::new(OUTPUT_SCHEMA, id),
             engine: Engine::new(plan),
+            inputs,
+            metrics: QueryMetrics::global(id),
             columns,
             key_columns,
             next_sequence: 1,
@@ -90,6 +96,11 @@ impl ContinuousQuery {
     /// The query's id: the source id of its result batches.
     pub fn id(&self) -> &SourceId {
         &self.id
+    }
+
+    /// The logical plan it evaluates.
+    pub fn plan(&self) -> &Plan {
+        self.engine.plan()
     }
 
     /// The table its result changes name.
@@ -159,25 +170,20 @@ impl ContinuousQuery {
             .collect();
         if seen.is_some_and(|seen| batch.last <= seen) {
             self.stats.duplicate_batches += 1;
+            self.metrics.duplicate();
             tracing::warn!(query = %self.id, source = %batch.source, last = %batch.last,
                 "input batch at or below the last position applied: skipped as a duplicate");
         }
-        let tables: Vec<TableRef> = self
-            .engine
-            .plan()
-            .tables
-            .iter()
-            .map(|t| t.schema.table.clone())
-            .collect();
-        let changes: Vec<Change> = fresh.into_iter().cloned().collect();
+        let tables = &self.inputs;
         let diffs = match self
             .engine
-            .apply(&changes, |change, index| change.table == tables[index])
+            .apply(&fresh, |change, index| change.table == tables[index])
         {
             Ok(diffs) => diffs,
             Err(error) => {
                 tracing::error!(query = %self.id, source = %batch.source, %error,
                     "the query failed on an input batch and stops");
+                self.metrics.failure();
                 self.health = QueryHealth::Failed {
                     reason: error.to_string(),
                 };
@@ -190,7 +196,14 @@ impl ContinuousQuery {
             seen.map_or(batch.last, |s| s.max(batch.last)),
         );
         self.stats.batches += 1;
-        self.stats.last_batch_time = started.elapsed();
+        let took = started.elapsed();
+        self.stats.last_batch_time = took;
+        self.stats.diffs += diffs.len() as u64;
+        let lag = batch
+            .commit_time
+            .and_then(|commit| (chrono::Utc::now() - commit).to_std().ok());
+        self.metrics
+            .batch(diffs.len() as u64, self.engine.state_rows(), took, lag);
         if diffs.is_empty() {
             self.settler.empty(batch.ack);
             return Ok(None);
@@ -198,7 +211,6 @@ impl ContinuousQuery {
         let first = Position::Sequence(self.next_sequence);
         let changes: Vec<Change> = diffs.into_iter().map(|diff| self.change(diff)).collect();
         let last = Position::Sequence(self.next_sequence - 1);
-        self.stats.diffs += changes.len() as u64;
         Ok(Some(Batch {
             source: self.id.clone(),
             first,

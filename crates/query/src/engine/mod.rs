@@ -105,10 +105,10 @@ impl Engine {
     /// Applies the changes of one batch and returns its diffs, by key.
     pub(crate) fn apply(
         &mut self,
-        changes: &[Change],
+        changes: &[&Change],
         is_input: impl Fn(&Change, usize) -> bool,
     ) -> Result<Vec<Diff>, EvalError> {
-        for change in changes {
+        for change in changes.iter().copied() {
             for index in 0..self.tables.len() {
                 if is_input(change, index) {
                     self.apply_change(index, change)?;
