@@ -126,7 +126,13 @@ fn opaque_text(value: &Value) -> String {
 
 impl PartialEq for Datum {
     fn eq(&self, other: &Self) -> bool {
-        self.total_cmp(other) == Ordering::Equal && self.rank() == other.rank()
+        match (self, other) {
+            (Datum::Null, Datum::Null) => true,
+            (Datum::Int(a), Datum::Int(b)) => a == b,
+            (Datum::Text(a), Datum::Text(b)) => a == b,
+            (Datum::Bool(a), Datum::Bool(b)) => a == b,
+            _ => self.rank() == other.rank() && self.total_cmp(other) == Ordering::Equal,
+        }
     }
 }
 
@@ -150,14 +156,13 @@ impl Hash for Datum {
         match self {
             Datum::Null => {}
             Datum::Bool(b) => b.hash(state),
-            // Equal numbers of different kinds must hash alike: hash integral values as
+            // Equal numbers of different kinds must hash alike: integral values hash as
             // integers, the rest by their f64 bits.
-            Datum::Int(_) | Datum::Float(_) | Datum::Numeric(_) => {
+            Datum::Int(int) => int.hash(state),
+            Datum::Float(_) | Datum::Numeric(_) => {
                 let float = self.as_f64().unwrap_or(f64::NAN);
-                if float.fract() == 0.0 && float.abs() < 9.0e15 {
+                if float.fract() == 0.0 && float.abs() < 9.0e18 {
                     (float as i64).hash(state);
-                } else if let Datum::Int(int) = self {
-                    int.hash(state);
                 } else {
                     float.to_bits().hash(state);
                 }
@@ -170,3 +175,10 @@ impl Hash for Datum {
 
 /// A tuple of datums.
 pub type Tuple = Vec<Datum>;
+
+/// A hash map of the query's state: foldhash, seeded per map (minimal DoS resistance, much
+/// faster than SipHash on tuples).
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A hash set of the query's state, hashed as [`Map`].
+pub(crate) type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -5,13 +5,11 @@
 //! the first right row for a key arrives the padded rows are retracted, and when the last one
 //! goes they come back.
 
-use std::collections::HashMap;
-
-use crate::datum::{Datum, Tuple};
+use crate::datum::{Datum, Map, Tuple};
 use crate::engine::table::Delta;
 use crate::plan::JoinKind;
 
-type Index = HashMap<Tuple, HashMap<Tuple, i64>>;
+type Index = Map<Tuple, Map<Tuple, i64>>;
 
 /// One join stage's state.
 #[derive(Debug)]
@@ -24,6 +22,8 @@ pub(crate) struct JoinOp {
     right_width: usize,
     left: Index,
     right: Index,
+    /// Entries in both indexes.
+    entries: usize,
 }
 
 fn key_of(tuple: &Tuple, positions: &[usize]) -> Option<Tuple> {
@@ -32,16 +32,27 @@ fn key_of(tuple: &Tuple, positions: &[usize]) -> Option<Tuple> {
     (!key.iter().any(Datum::is_null)).then_some(key)
 }
 
-fn add(index: &mut Index, key: Tuple, tuple: Tuple, weight: i64) {
-    let entries = index.entry(key.clone()).or_default();
-    let entry = entries.entry(tuple.clone()).or_insert(0);
+/// Adds `weight` of `tuple` under `key`; returns the change in the number of entries.
+fn add(index: &mut Index, key: Tuple, tuple: Tuple, weight: i64) -> isize {
+    let Some(entries) = index.get_mut(&key) else {
+        let mut entries = Map::default();
+        entries.insert(tuple, weight);
+        index.insert(key, entries);
+        return 1;
+    };
+    let Some(entry) = entries.get_mut(&tuple) else {
+        entries.insert(tuple, weight);
+        return 1;
+    };
     *entry += weight;
-    if *entry == 0 {
-        entries.remove(&tuple);
-        if entries.is_empty() {
-            index.remove(&key);
-        }
+    if *entry != 0 {
+        return 0;
     }
+    entries.remove(&tuple);
+    if entries.is_empty() {
+        index.remove(&key);
+    }
+    -1
 }
 
 fn total(index: &Index, key: &Tuple) -> i64 {
@@ -67,8 +78,9 @@ impl JoinOp {
             left_key,
             right_key,
             right_width,
-            left: Index::new(),
-            right: Index::new(),
+            left: Index::default(),
+            right: Index::default(),
+            entries: 0,
         }
     }
 
@@ -78,8 +90,11 @@ impl JoinOp {
 
     /// Rows of state held (both sides).
     pub(crate) fn len(&self) -> usize {
-        self.left.values().map(HashMap::len).sum::<usize>()
-            + self.right.values().map(HashMap::len).sum::<usize>()
+        self.entries
+    }
+
+    fn count(&mut self, change: isize) {
+        self.entries = self.entries.saturating_add_signed(change);
     }
 
     /// Deltas of the left input in, deltas of the join out.
@@ -101,7 +116,8 @@ impl JoinOp {
                 _ if self.kind == JoinKind::Left => out.push((self.padded(&tuple), weight)),
                 _ => {}
             }
-            add(&mut self.left, key, tuple, weight);
+            let change = add(&mut self.left, key, tuple, weight);
+            self.count(change);
         }
         out
     }
@@ -114,7 +130,8 @@ impl JoinOp {
                 continue;
             };
             let before = total(&self.right, &key);
-            add(&mut self.right, key.clone(), tuple.clone(), weight);
+            let change = add(&mut self.right, key.clone(), tuple.clone(), weight);
+            self.count(change);
             let after = total(&self.right, &key);
             let Some(lefts) = self.left.get(&key) else {
                 continue;

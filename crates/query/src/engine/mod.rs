@@ -10,11 +10,9 @@ mod join;
 mod output;
 mod table;
 
-use std::collections::HashMap;
-
 use surefoot_core_model::Change;
 
-use crate::datum::{Datum, Tuple};
+use crate::datum::{Datum, Map, Tuple};
 use crate::error::EvalError;
 use crate::expr::{Context, Expr};
 use crate::ops::truth;
@@ -98,7 +96,7 @@ impl Engine {
     }
 
     /// The current result, by key.
-    pub(crate) fn result(&self) -> &HashMap<Tuple, Tuple> {
+    pub(crate) fn result(&self) -> &Map<Tuple, Tuple> {
         self.results.current()
     }
 

@@ -1,8 +1,6 @@
 //! The query's result by key, and the diffs a batch makes to it.
 
-use std::collections::{HashMap, HashSet};
-
-use crate::datum::{Datum, Tuple};
+use crate::datum::{Datum, Map, Set, Tuple};
 use crate::engine::group::Group;
 use crate::error::EvalError;
 use crate::expr::Context;
@@ -62,12 +60,12 @@ pub(crate) struct Results {
     /// A grouped query without GROUP BY: one row always, even over no input.
     global: bool,
     started: bool,
-    current: HashMap<Tuple, Tuple>,
+    current: Map<Tuple, Tuple>,
     /// Projection: the rows of each touched key in this batch, weighted.
-    working: HashMap<Tuple, Vec<(Tuple, i64)>>,
-    groups: HashMap<Tuple, Group>,
+    working: Map<Tuple, Vec<(Tuple, i64)>>,
+    groups: Map<Tuple, Group>,
     touched: Vec<Tuple>,
-    touched_set: HashSet<Tuple>,
+    touched_set: Set<Tuple>,
 }
 
 impl Results {
@@ -83,15 +81,15 @@ impl Results {
             key_positions,
             global,
             started: false,
-            current: HashMap::new(),
-            working: HashMap::new(),
-            groups: HashMap::new(),
+            current: Map::default(),
+            working: Map::default(),
+            groups: Map::default(),
             touched: Vec::new(),
-            touched_set: HashSet::new(),
+            touched_set: Set::default(),
         }
     }
 
-    pub(crate) fn current(&self) -> &HashMap<Tuple, Tuple> {
+    pub(crate) fn current(&self) -> &Map<Tuple, Tuple> {
         &self.current
     }
 

@@ -4,12 +4,11 @@
 //! default), and `Unchanged` for unchanged TOASTed columns: the query keeps the columns it
 //! needs of every row so it can retract the old row and fill in what the change left out.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use surefoot_core_model::{Change, Operation, Row};
 
-use crate::datum::{Datum, Tuple};
+use crate::datum::{Datum, Map, Tuple};
 use crate::error::EvalError;
 use crate::plan::PlanTable;
 
@@ -22,7 +21,7 @@ pub(crate) struct TableInput {
     name: String,
     kept: Vec<Arc<str>>,
     key_len: usize,
-    rows: HashMap<Tuple, Tuple>,
+    rows: Map<Tuple, Tuple>,
 }
 
 impl TableInput {
@@ -31,7 +30,7 @@ impl TableInput {
             name: table.schema.table.to_string(),
             kept: table.kept.clone(),
             key_len: table.key_len(),
-            rows: HashMap::new(),
+            rows: Map::default(),
         }
     }
 

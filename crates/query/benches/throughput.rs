@@ -1,0 +1,316 @@
+//! Changes/s through a filter, a join and a group-by, each against the same work done by a
+//! hand-written `HashMap` loop in the same run (the limit): read the changed rows' columns,
+//! keep what retraction needs, and build the result diffs as `Change`s.
+//!
+//! Workload per query: inserts of 20,000 `a` rows and 40,000 `b` rows, then 140,000 updates
+//! (values and join columns; no key changes) and deletes with re-inserts, in batches of 100
+//! changes. Three runs each, alternating; the median is reported.
+//!
+//! Run: `cargo bench -p surefoot-query --bench throughput`
+
+// A benchmark program: it reports on stdout, and a failed unwrap is the run failing.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use surefoot_core_model::{
+    AckToken, Batch, Change, Lsn, Operation, Position, Row, SourceId, TableRef, Value,
+};
+use surefoot_query::{Catalog, ContinuousQuery, TableSchema};
+
+const A_ROWS: i64 = 20_000;
+const B_ROWS: i64 = 40_000;
+const UPDATES: usize = 140_000;
+const BATCH: usize = 100;
+const REPS: usize = 3;
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: i64) -> i64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as i64
+    }
+}
+
+fn a() -> TableRef {
+    TableRef::new("public", "a")
+}
+
+fn b() -> TableRef {
+    TableRef::new("public", "b")
+}
+
+fn a_row(id: i64, g: i64, x: i64) -> Row {
+    Row::new()
+        .with("id", Value::Int64(id))
+        .with("g", Value::Int64(g))
+        .with("x", Value::Int64(x))
+}
+
+fn b_row(id: i64, a_id: i64, y: i64) -> Row {
+    Row::new()
+        .with("id", Value::Int64(id))
+        .with("a_id", Value::Int64(a_id))
+        .with("y", Value::Int64(y))
+}
+
+fn key(id: i64) -> Row {
+    Row::new().with("id", Value::Int64(id))
+}
+
+fn workload() -> Vec<Vec<Change>> {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut changes = Vec::new();
+    let position = |n: usize| Position::postgres(Lsn(n as u64 / BATCH as u64 + 1), n as u32);
+    for id in 0..A_ROWS {
+        let row = a_row(id, rng.below(100), rng.below(21) - 10);
+        changes.push(Change::insert(position(changes.len()), a(), row));
+    }
+    for id in 0..B_ROWS {
+        let row = b_row(id, rng.below(A_ROWS), rng.below(100));
+        changes.push(Change::insert(position(changes.len()), b(), row));
+    }
+    for _ in 0..UPDATES / 2 {
+        let n = changes.len();
+        match rng.below(10) {
+            0 => {
+                let id = rng.below(A_ROWS);
+                changes.push(Change::delete(position(n), a(), Some(key(id)), None));
+                let row = a_row(id, rng.below(100), rng.below(21) - 10);
+                changes.push(Change::insert(position(n + 1), a(), row));
+            }
+            1..=4 => {
+                let (id, g, x) = (rng.below(A_ROWS), rng.below(100), rng.below(21) - 10);
+                changes.push(Change::update(
+                    position(n),
+                    a(),
+                    None,
+                    None,
+                    a_row(id, g, x),
+                ));
+                let (id, g, x) = (rng.below(A_ROWS), rng.below(100), rng.below(21) - 10);
+                changes.push(Change::update(
+                    position(n + 1),
+                    a(),
+                    None,
+                    None,
+                    a_row(id, g, x),
+                ));
+            }
+            _ => {
+                let (id, a_id, y) = (rng.below(B_ROWS), rng.below(A_ROWS), rng.below(100));
+                changes.push(Change::update(
+                    position(n),
+                    b(),
+                    None,
+                    None,
+                    b_row(id, a_id, y),
+                ));
+                let (id, a_id, y) = (rng.below(B_ROWS), rng.below(A_ROWS), rng.below(100));
+                changes.push(Change::update(
+                    position(n + 1),
+                    b(),
+                    None,
+                    None,
+                    b_row(id, a_id, y),
+                ));
+            }
+        }
+    }
+    changes.chunks(BATCH).map(<[Change]>::to_vec).collect()
+}
+
+fn int(row: &Row, name: &str) -> i64 {
+    match row.get(name) {
+        Some(Value::Int64(i)) => *i,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn out(row: Row) -> Change {
+    Change::insert(Position::Sequence(0), TableRef::new("query", "q"), row)
+}
+
+fn pair(a: i64, b: i64) -> Row {
+    Row::new()
+        .with("a", Value::Int64(a))
+        .with("b", Value::Int64(b))
+}
+
+/// The id of a change's row and its new row, if any.
+fn id_and_after(change: &Change) -> (i64, Option<&Row>) {
+    match &change.operation {
+        Operation::Insert { after } | Operation::Update { after, .. } => {
+            (int(after, "id"), Some(after))
+        }
+        Operation::Delete { key, .. } => (int(key.as_ref().unwrap(), "id"), None),
+        Operation::Truncate => unreachable!(),
+    }
+}
+
+/// Hand-written: `SELECT id, x FROM a WHERE x > 0`.
+fn limit_filter(batches: &[Vec<Change>]) -> usize {
+    let mut rows: HashMap<i64, i64> = HashMap::new();
+    let mut diffs = 0;
+    for batch in batches {
+        let mut emitted = Vec::new();
+        for change in batch.iter().filter(|c| c.table == a()) {
+            let (id, after) = id_and_after(change);
+            let old = match after {
+                Some(row) => rows.insert(id, int(row, "x")),
+                None => rows.remove(&id),
+            };
+            let new = after.map(|row| int(row, "x"));
+            let (was, is) = (old.filter(|x| *x > 0), new.filter(|x| *x > 0));
+            if was != is {
+                emitted.push(out(pair(id, is.or(was).unwrap())));
+            }
+        }
+        diffs += emitted.len();
+    }
+    diffs
+}
+
+/// Hand-written: `SELECT a.id, b.id, a.x + b.y FROM a JOIN b ON b.a_id = a.id`.
+fn limit_join(batches: &[Vec<Change>]) -> usize {
+    let mut a_rows: HashMap<i64, i64> = HashMap::new();
+    let mut b_rows: HashMap<i64, (i64, i64)> = HashMap::new();
+    let mut by_a: HashMap<i64, HashSet<i64>> = HashMap::new();
+    let mut diffs = 0;
+    for batch in batches {
+        let mut emitted = Vec::new();
+        for change in batch {
+            let (id, after) = id_and_after(change);
+            if change.table == a() {
+                match after {
+                    Some(row) => a_rows.insert(id, int(row, "x")),
+                    None => a_rows.remove(&id),
+                };
+                for b_id in by_a.get(&id).into_iter().flatten() {
+                    emitted.push(out(pair(id, *b_id)));
+                }
+            } else {
+                if let Some((old_a, _)) = b_rows.remove(&id) {
+                    by_a.get_mut(&old_a).map(|set| set.remove(&id));
+                    if a_rows.contains_key(&old_a) {
+                        emitted.push(out(pair(old_a, id)));
+                    }
+                }
+                if let Some(row) = after {
+                    let (a_id, y) = (int(row, "a_id"), int(row, "y"));
+                    b_rows.insert(id, (a_id, y));
+                    by_a.entry(a_id).or_default().insert(id);
+                    if let Some(x) = a_rows.get(&a_id) {
+                        emitted.push(out(pair(id, x + y)));
+                    }
+                }
+            }
+        }
+        diffs += emitted.len();
+    }
+    diffs
+}
+
+/// Hand-written: `SELECT g, count(*), sum(x) FROM a GROUP BY g`.
+fn limit_group(batches: &[Vec<Change>]) -> usize {
+    let mut rows: HashMap<i64, (i64, i64)> = HashMap::new();
+    let mut groups: HashMap<i64, (i64, i64)> = HashMap::new();
+    let mut diffs = 0;
+    for batch in batches {
+        let mut touched = HashSet::new();
+        for change in batch.iter().filter(|c| c.table == a()) {
+            let (id, after) = id_and_after(change);
+            let new = after.map(|row| (int(row, "g"), int(row, "x")));
+            let old = match new {
+                Some(new) => rows.insert(id, new),
+                None => rows.remove(&id),
+            };
+            if let Some((g, x)) = old {
+                let group = groups.entry(g).or_default();
+                *group = (group.0 - 1, group.1 - x);
+                touched.insert(g);
+            }
+            if let Some((g, x)) = new {
+                let group = groups.entry(g).or_default();
+                *group = (group.0 + 1, group.1 + x);
+                touched.insert(g);
+            }
+        }
+        let emitted: Vec<Change> = touched
+            .into_iter()
+            .map(|g| out(pair(groups[&g].0, groups[&g].1)))
+            .collect();
+        diffs += emitted.len();
+    }
+    diffs
+}
+
+fn ours(sql: &str, batches: &[Vec<Change>]) -> usize {
+    let catalog = Catalog::new()
+        .with(TableSchema::new(a(), &["id", "g", "x"], &["id"]))
+        .with(TableSchema::new(b(), &["id", "a_id", "y"], &["id"]));
+    let mut query = ContinuousQuery::new("q", sql, &catalog).unwrap();
+    let mut diffs = 0;
+    for changes in batches {
+        let batch = Batch {
+            source: SourceId::new("pg"),
+            first: changes[0].position,
+            last: changes[changes.len() - 1].position,
+            commit_time: None,
+            changes: changes.clone().into(),
+            ack: AckToken::detached(),
+        };
+        if let Some(output) = query.process(batch).unwrap() {
+            diffs += output.changes.len();
+            output.ack.delivered();
+        }
+    }
+    diffs
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn main() {
+    let batches = workload();
+    let changes: usize = batches.iter().map(Vec::len).sum();
+    println!("{changes} changes in batches of {BATCH}; median of {REPS} runs");
+    type Limit = fn(&[Vec<Change>]) -> usize;
+    let cases: [(&str, &str, Limit); 3] = [
+        ("filter", "SELECT id, x FROM a WHERE x > 0", limit_filter),
+        (
+            "join",
+            "SELECT a.id, b.id AS bid, a.x + b.y AS total FROM a JOIN b ON b.a_id = a.id",
+            limit_join,
+        ),
+        (
+            "group-by",
+            "SELECT g, count(*) AS n, sum(x) AS s FROM a GROUP BY g",
+            limit_group,
+        ),
+    ];
+    for (name, sql, limit) in cases {
+        let (mut our_times, mut limit_times) = (Vec::new(), Vec::new());
+        let (mut our_diffs, mut limit_diffs) = (0, 0);
+        for _ in 0..REPS {
+            let started = Instant::now();
+            limit_diffs = limit(&batches);
+            limit_times.push(started.elapsed());
+            let started = Instant::now();
+            our_diffs = ours(sql, &batches);
+            our_times.push(started.elapsed());
+        }
+        let rate = |t: Duration| changes as f64 / t.as_secs_f64();
+        let (our_rate, limit_rate) = (rate(median(our_times)), rate(median(limit_times)));
+        println!(
+            "{name:9} ours {our_rate:>11.0} changes/s ({our_diffs} diffs)   hand-written {limit_rate:>11.0} changes/s ({limit_diffs} diffs)   ratio {:.2}",
+            our_rate / limit_rate
+        );
+    }
+}
