@@ -10,13 +10,13 @@ mod common;
 
 use common::Differential;
 
-/// Cases per query: 16 queries × 150 = 2,400 cases.
+/// Cases per query: 17 queries × 150 = 2,550 cases.
 const CASES: u32 = 150;
 
 fn check(sql: &str) {
     let differential = Differential::start();
     let transactions = differential.run(sql, CASES);
-    eprintln!("{CASES} cases, {transactions} transactions checked: {sql}");
+    eprintln!("{CASES} cases, {transactions} batches checked: {sql}");
     assert!(transactions >= u64::from(CASES));
 }
 
@@ -135,5 +135,13 @@ fn q16_three_tables_grouped() {
     check(
         "SELECT c.z, count(*) AS n, min(a.x) AS lo, count(c.id) AS nc \
          FROM a JOIN b ON b.a_id = a.id LEFT JOIN c ON c.b_id = b.id GROUP BY c.z",
+    );
+}
+
+#[test]
+fn q17_self_join() {
+    check(
+        "SELECT a.id, p.id AS pid, p.x, a.x - p.x AS dx \
+         FROM a LEFT JOIN a AS p ON p.id = a.g WHERE p.s IS NULL OR p.s <> a.s",
     );
 }

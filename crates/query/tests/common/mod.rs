@@ -51,6 +51,9 @@ pub(crate) enum Op {
         table: usize,
         id: i32,
     },
+    Truncate {
+        table: usize,
+    },
 }
 
 fn cell(is_text: bool, column: usize) -> BoxedStrategy<Cell> {
@@ -81,13 +84,21 @@ fn op() -> impl Strategy<Value = Op> {
             3 => (0..6i32, proptest::option::weighted(0.3, 0..6i32), cells(table), any::<bool>())
                 .prop_map(move |(id, new_id, cells, toast)| Op::Update { table, id, new_id, cells, toast }),
             2 => (0..6i32).prop_map(move |id| Op::Delete { table, id }),
+            1 => Just(Op::Truncate { table }),
         ]
     })
 }
 
-/// Transactions of operations.
-pub(crate) fn transactions() -> impl Strategy<Value = Vec<Vec<Op>>> {
-    proptest::collection::vec(proptest::collection::vec(op(), 1..7), 1..9)
+/// Transactions of operations; `true` coalesces a transaction with the next into one batch
+/// (a source may coalesce whole transactions, never split one).
+pub(crate) fn transactions() -> impl Strategy<Value = Vec<(Vec<Op>, bool)>> {
+    proptest::collection::vec(
+        (
+            proptest::collection::vec(op(), 1..7),
+            proptest::bool::weighted(0.2),
+        ),
+        1..9,
+    )
 }
 
 /// The tables' catalog.
@@ -220,6 +231,11 @@ fn apply(tables: &mut Tables, op: &Op, position: Position) -> Option<(String, Ch
                 sql,
                 Change::update(position, table_ref(*table), old_key, None, after),
             ))
+        }
+        Op::Truncate { table } => {
+            tables[*table].clear();
+            let sql = format!("TRUNCATE {}", TABLES[*table].0);
+            Some((sql, Change::truncate(position, table_ref(*table))))
         }
         Op::Delete { table, id } => {
             tables[*table].remove(id)?;
@@ -368,7 +384,7 @@ impl Differential {
         Ok(rows)
     }
 
-    async fn case(&self, sql: &str, transactions: &[Vec<Op>]) -> Result<u64, String> {
+    async fn case(&self, sql: &str, transactions: &[(Vec<Op>, bool)]) -> Result<u64, String> {
         self.client
             .batch_execute("TRUNCATE a, b, c")
             .await
@@ -378,12 +394,13 @@ impl Differential {
         let mut tables: Tables = Default::default();
         let mut folded = Folded::new();
         let mut next = 1;
-        for (number, ops) in transactions.iter().enumerate() {
+        let mut changes = Vec::new();
+        let mut checked = 0;
+        for (number, (ops, coalesce)) in transactions.iter().enumerate() {
             let lsn = Lsn(0x1000 * (number as u64 + 1));
             let mut statements = vec!["BEGIN".to_owned()];
-            let mut changes = Vec::new();
-            for op in ops {
-                let position = Position::postgres(lsn, changes.len() as u32 + 1);
+            for (ordinal, op) in ops.iter().enumerate() {
+                let position = Position::postgres(lsn, ordinal as u32 + 1);
                 if let Some((statement, change)) = apply(&mut tables, op, position) {
                     statements.push(statement);
                     changes.push(change);
@@ -394,6 +411,9 @@ impl Differential {
                 .batch_execute(&statements.join(";\n"))
                 .await
                 .map_err(|e| format!("{e}: {statements:?}"))?;
+            if *coalesce && number + 1 < transactions.len() {
+                continue;
+            }
             let (ack, mut outcome) = AckToken::observed();
             let first = changes
                 .first()
@@ -404,7 +424,7 @@ impl Differential {
                 first,
                 last,
                 commit_time: None,
-                changes: changes.into(),
+                changes: std::mem::take(&mut changes).into(),
                 ack,
             };
             if let Some(output) = query.process(batch).map_err(|e| e.to_string())? {
@@ -423,7 +443,8 @@ impl Differential {
                     "after transaction {number}: ours {ours:?}\n  PostgreSQL {theirs:?}\n  statements {statements:?}"
                 ));
             }
+            checked += 1;
         }
-        Ok(transactions.len() as u64)
+        Ok(checked)
     }
 }
