@@ -4,6 +4,8 @@
 //! either projects (rows keyed by the tables' keys) or groups (rows keyed by the group key).
 
 mod build;
+mod from;
+mod lexicon;
 mod names;
 mod refuse;
 mod scalar;
