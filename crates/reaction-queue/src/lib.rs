@@ -22,8 +22,11 @@ pub use reactions::{
     idempotency_key,
 };
 pub use redis_stream::{
-    RedisQueueConfig, RedisQueueError, RedisQueueProducer, RedisStreamWorker, connection_manager,
-    create_group,
+    DEFAULT_PARTITIONS, RedisQueueConfig, RedisQueueError, RedisQueueProducer, RedisStreamWorker,
+    WorkerHealth, connection_manager, partition_of, partition_stream,
 };
-pub use runtime::{ReactionRuntime, RuntimeConfig, RuntimeError, StopSummary, key_by_source};
+pub use runtime::{
+    DEFAULT_ATTEMPT_TIMEOUT, HeldLane, ReactionRuntime, RuntimeConfig, RuntimeError, RuntimeHealth,
+    StopSummary, key_by_source,
+};
 pub use upstream::{Fanout, PublishError, SubscribeError, Subscription};

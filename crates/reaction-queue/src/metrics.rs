@@ -10,8 +10,10 @@
 //! | `surefoot.queue.retried` | counter | reaction attempts repeated after a failure |
 //! | `surefoot.queue.dead_lettered` | counter | batches written to the dead-letter destination |
 //! | `surefoot.queue.dropped` | counter | batches discarded; nothing in this crate discards, so it stays 0 |
-//! | `surefoot.queue.claimed` | counter | Redis backend: pending entries claimed from a consumer that stopped answering |
+//! | `surefoot.queue.claimed` | counter | Redis backend: entries claimed one by one from another consumer; always 0 since X-3 (partitions are taken over whole), kept for dashboards |
 //! | `surefoot.queue.unacknowledged` | counter | batches left unacknowledged at stop (redelivered later) |
+//! | `surefoot.queue.lanes_held` | counter | holds begun: a lane (or Redis partition) kept an item that was not settled delivered at its head instead of passing it (X-3) |
+//! | `surefoot.queue.partitions_taken_over` | counter | Redis backend: partitions whose lease this consumer took over after it expired (X-3) |
 //! | `surefoot.queue.depth` | gauge | batches waiting in the queue |
 //! | `surefoot.queue.producer_wait.seconds` | histogram | how long a producer waited for room |
 //! | `surefoot.queue.latency.seconds` | histogram | from enqueue to the reaction's effect being done |
@@ -38,6 +40,8 @@ struct Counts {
     dropped: AtomicU64,
     unacknowledged: AtomicU64,
     claimed: AtomicU64,
+    lanes_held: AtomicU64,
+    taken_over: AtomicU64,
     depth: AtomicU64,
     max_depth: AtomicU64,
     waits: AtomicU64,
@@ -63,8 +67,13 @@ pub struct MetricsSnapshot {
     pub dropped: u64,
     /// Batches left unacknowledged at stop, for redelivery.
     pub unacknowledged: u64,
-    /// Redis backend: pending entries claimed from other consumers.
+    /// Redis backend: pending entries claimed from other consumers (0 since X-3: partitions
+    /// are taken over whole, see `partitions_taken_over`).
     pub claimed: u64,
+    /// Holds begun: an item not settled delivered kept at the head of its lane.
+    pub lanes_held: u64,
+    /// Redis backend: partition leases taken over after they expired.
+    pub partitions_taken_over: u64,
     /// Batches waiting now.
     pub depth: u64,
     /// The highest depth seen.
@@ -92,6 +101,8 @@ pub struct QueueMetrics {
     dropped: Counter<u64>,
     unacknowledged: Counter<u64>,
     claimed: Counter<u64>,
+    lanes_held: Counter<u64>,
+    taken_over: Counter<u64>,
     depth: Gauge<u64>,
     wait: Histogram<f64>,
     latency: Histogram<f64>,
@@ -130,6 +141,14 @@ impl QueueMetrics {
                 "surefoot.queue.claimed",
                 "Pending entries claimed from a silent consumer",
             ),
+            lanes_held: counter(
+                "surefoot.queue.lanes_held",
+                "Holds begun on an item not settled delivered",
+            ),
+            taken_over: counter(
+                "surefoot.queue.partitions_taken_over",
+                "Partition leases taken over after they expired",
+            ),
             depth: meter
                 .u64_gauge("surefoot.queue.depth")
                 .with_description("Batches waiting")
@@ -160,6 +179,8 @@ impl QueueMetrics {
             dropped: load(&c.dropped),
             unacknowledged: load(&c.unacknowledged),
             claimed: load(&c.claimed),
+            lanes_held: load(&c.lanes_held),
+            partitions_taken_over: load(&c.taken_over),
             depth: load(&c.depth),
             max_depth: load(&c.max_depth),
             producer_waits: load(&c.waits),
@@ -246,9 +267,14 @@ impl QueueMetrics {
         self.dequeued.add(count, &self.attrs[..]);
     }
 
-    pub(crate) fn claimed(&self, count: u64) {
-        self.counts.claimed.fetch_add(count, Ordering::Relaxed);
-        self.claimed.add(count, &self.attrs[..]);
+    pub(crate) fn lane_held(&self) {
+        self.counts.lanes_held.fetch_add(1, Ordering::Relaxed);
+        self.lanes_held.add(1, &self.attrs[..]);
+    }
+
+    pub(crate) fn partition_taken_over(&self) {
+        self.counts.taken_over.fetch_add(1, Ordering::Relaxed);
+        self.taken_over.add(1, &self.attrs[..]);
     }
 
     /// Records a zero on every counter, so that exporters show them (`dropped` above all)
@@ -263,6 +289,8 @@ impl QueueMetrics {
             &self.dropped,
             &self.unacknowledged,
             &self.claimed,
+            &self.lanes_held,
+            &self.taken_over,
         ] {
             counter.add(0, &self.attrs[..]);
         }

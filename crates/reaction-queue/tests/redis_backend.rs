@@ -9,7 +9,8 @@ use redis::aio::ConnectionManager;
 use surefoot_core_lifecycle::{Backoff, RetryPolicy, TaskGroup};
 use surefoot_core_model::{AckOutcome, AckToken, Reaction};
 use surefoot_reaction_queue::{
-    QueueMetrics, RedisQueueConfig, RedisQueueProducer, RedisStreamWorker, create_group,
+    QueueMetrics, RedisQueueConfig, RedisQueueProducer, RedisStreamWorker, partition_of,
+    partition_stream,
 };
 use surefoot_test_support::RedisServer;
 
@@ -21,7 +22,7 @@ const GROUP: &str = "group";
 fn config(consumer: &str) -> RedisQueueConfig {
     let mut config = RedisQueueConfig::new(STREAM, GROUP, consumer);
     config.block = Duration::from_millis(100);
-    config.claim_idle = Duration::from_secs(60);
+    config.lease_ttl = Duration::from_secs(2);
     config.retry = RetryPolicy::new(Backoff::new(
         Duration::from_millis(1),
         Duration::from_millis(5),
@@ -74,13 +75,10 @@ async fn start_worker(
 async fn full_stream_makes_the_producer_wait_and_nothing_is_lost() {
     let redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection =
+    let connection =
         surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
             .await
             .unwrap();
-    create_group(&mut connection, STREAM, GROUP, Duration::from_secs(5))
-        .await
-        .unwrap();
     let metrics = QueueMetrics::global("producer");
     let producer = RedisQueueProducer::new(
         connection.clone(),
@@ -132,7 +130,7 @@ async fn full_stream_makes_the_producer_wait_and_nothing_is_lost() {
         "{snapshot:?}"
     );
     assert_eq!(worker_metrics.snapshot().delivered, 200);
-    assert_eq!(int(&connection, redis::cmd("XLEN").arg(STREAM)).await, 0);
+    assert_eq!(producer.stream_len().await.unwrap(), 0);
 }
 
 /// A poison entry and an entry that is not a batch go to the dead-letter stream with their
@@ -145,9 +143,6 @@ async fn poison_and_undecodable_entries_go_to_the_dead_letter_stream() {
         surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
             .await
             .unwrap();
-    create_group(&mut connection, STREAM, GROUP, Duration::from_secs(5))
-        .await
-        .unwrap();
     let producer = RedisQueueProducer::new(
         connection.clone(),
         STREAM,
@@ -161,8 +156,16 @@ async fn poison_and_undecodable_entries_go_to_the_dead_letter_stream() {
             .await
             .unwrap();
     }
+    // In the partition of source `s`, after its batches.
+    let partition = partition_stream(
+        STREAM,
+        partition_of(
+            &surefoot_core_model::SourceId::new("s"),
+            surefoot_reaction_queue::DEFAULT_PARTITIONS,
+        ),
+    );
     redis::cmd("XADD")
-        .arg(STREAM)
+        .arg(&partition)
         .arg("*")
         .arg("garbage")
         .arg("1")
@@ -187,7 +190,7 @@ async fn poison_and_undecodable_entries_go_to_the_dead_letter_stream() {
     })
     .await;
     wait_until("stream emptied", || async {
-        int(&connection, redis::cmd("XLEN").arg(STREAM)).await == 0
+        producer.stream_len().await.unwrap() == 0
     })
     .await;
     assert!(group.stop(Duration::from_secs(10)).await.is_clean());
@@ -212,28 +215,18 @@ async fn poison_and_undecodable_entries_go_to_the_dead_letter_stream() {
     assert_eq!(attempts, 1, "a permanent error is not retried");
     let garbage: String = entries.ids[1].get("error").unwrap();
     assert!(garbage.contains("is not a batch"), "{garbage}");
-    let pending: common::PendingSummary = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg(GROUP)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(pending.0, 0);
 }
 
-/// A worker stopped in the middle of an entry leaves it pending; the same consumer takes it
-/// back first when it runs again.
+/// A worker stopped in the middle of an entry leaves it in the stream and releases its
+/// partitions; the next worker starts from that entry.
 #[tokio::test]
 async fn a_restarted_worker_takes_back_its_own_pending_entries() {
     let redis = RedisServer::new().await.unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection =
+    let connection =
         surefoot_reaction_queue::connection_manager(&client, std::time::Duration::from_secs(10))
             .await
             .unwrap();
-    create_group(&mut connection, STREAM, GROUP, Duration::from_secs(5))
-        .await
-        .unwrap();
     let producer = RedisQueueProducer::new(
         connection.clone(),
         STREAM,
@@ -262,17 +255,14 @@ async fn a_restarted_worker_takes_back_its_own_pending_entries() {
     assert!(group.stop(Duration::from_secs(10)).await.is_clean());
     let applied_before = recorder.applied().len();
     assert!(applied_before < 30);
-    let pending: common::PendingSummary = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg(GROUP)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert!(pending.0 > 0, "the stopped worker held no pending entry");
+    assert!(
+        producer.stream_len().await.unwrap() > 0,
+        "the stopped worker left nothing"
+    );
 
     let fast = Arc::new(Recorder::new(Duration::ZERO));
     let group = TaskGroup::new("second");
-    start_worker(&redis, "c1", Arc::clone(&fast) as Arc<dyn Reaction>, &group).await;
+    start_worker(&redis, "c2", Arc::clone(&fast) as Arc<dyn Reaction>, &group).await;
     wait_until("the rest applied", || async {
         applied_before + fast.applied().len() == 30
     })
@@ -380,5 +370,15 @@ async fn runtime_feeding_the_stream_acknowledges_once_the_entry_is_in_redis() {
     }
     assert!(runtime.stop(Duration::from_secs(30)).await.drained);
     assert_eq!(outcomes.count(AckOutcome::Delivered), 40);
-    assert_eq!(int(&connection, redis::cmd("XLEN").arg(STREAM)).await, 40);
+    let partition = partition_stream(
+        STREAM,
+        partition_of(
+            &surefoot_core_model::SourceId::new("s"),
+            surefoot_reaction_queue::DEFAULT_PARTITIONS,
+        ),
+    );
+    assert_eq!(
+        int(&connection, redis::cmd("XLEN").arg(partition)).await,
+        40
+    );
 }

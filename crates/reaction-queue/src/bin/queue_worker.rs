@@ -1,13 +1,18 @@
 //! `surefoot-queue-worker`: one worker process of a Redis-backed reaction queue, used by this
 //! crate's tests and benchmark.
 //!
-//! Its reaction records each batch in a Redis hash (`HSETNX <applied> <source>:<first>
-//! <consumer>`), which is idempotent by position: a redelivered batch is counted in
-//! `<applied>:redelivered` and not applied again. It stops on SIGTERM or SIGINT.
+//! Its reaction is a position-idempotent consumer kept in Redis, as the PostgreSQL writer is
+//! (a checkpoint per source, `<applied>:checkpoints`): a batch above its source's checkpoint
+//! is applied (`<applied>` hash field `<source>:<first>` = consumer, counted in
+//! `<applied>:applied` and `<applied>:by:<consumer>`); a redelivered one is counted in
+//! `<applied>:redelivered`; one at or below the checkpoint that was never applied is lost and
+//! recorded in the list `<applied>:out_of_order`. Positions must be sequences. It stops on
+//! SIGTERM or SIGINT.
 //!
 //! Settings (environment): `SUREFOOT_REDIS_URL`, `SUREFOOT_STREAM`, `SUREFOOT_GROUP`,
-//! `SUREFOOT_CONSUMER`, `SUREFOOT_APPLIED` (hash name), optional `SUREFOOT_CLAIM_IDLE_MS`
-//! (default 60000), `SUREFOOT_READ_COUNT` (entries read at a time, default 10),
+//! `SUREFOOT_CONSUMER`, `SUREFOOT_APPLIED` (hash name), optional `SUREFOOT_LEASE_TTL_MS`
+//! (partition lease, default 10000), `SUREFOOT_PARTITIONS` (default 16),
+//! `SUREFOOT_READ_COUNT` (entries read at a time, default 10),
 //! `SUREFOOT_WORK_MS` (time each batch takes, default 0) and
 //! `SUREFOOT_HANG_AFTER` (after applying that many batches, the worker sets `hung:<consumer>`
 //! and stops making progress, as a stuck process would, holding its pending entries).
@@ -21,7 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use surefoot_core_lifecycle::{CancellationToken, ErrorClass};
-use surefoot_core_model::{Batch, ComponentError, Reaction};
+use surefoot_core_model::{Batch, ComponentError, Position, Reaction};
 use surefoot_reaction_queue::{QueueMetrics, RedisQueueConfig, RedisStreamWorker};
 
 struct RecordApplied {
@@ -57,25 +62,60 @@ impl Reaction for RecordApplied {
         if !self.work.is_zero() {
             tokio::time::sleep(self.work).await;
         }
+        let Position::Sequence(seq) = batch.first else {
+            return Err(ComponentError::new(
+                "record applied",
+                ErrorClass::Permanent,
+                NotASequence(batch.first),
+            ));
+        };
         let field = format!("{}:{}", batch.source, batch.first);
-        let new: bool = redis::cmd("HSETNX")
-            .arg(&self.applied)
+        RECORD
+            .key(&self.applied)
+            .key(format!("{}:checkpoints", self.applied))
+            .arg(batch.source.as_str())
+            .arg(seq)
             .arg(field)
             .arg(&self.consumer)
-            .query_async(&mut connection)
-            .await
-            .map_err(fail)?;
-        // Applied (first time) or skipped (a redelivery), counted apart.
-        let counter = if new { "applied" } else { "redelivered" };
-        redis::cmd("INCR")
-            .arg(format!("{}:{counter}", self.applied))
-            .query_async::<()>(&mut connection)
+            .invoke_async::<i64>(&mut connection)
             .await
             .map_err(fail)?;
         self.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
+
+/// The batch's position is not a sequence; this recorder orders sequences only.
+#[derive(Debug, thiserror::Error)]
+#[error("position {0} is not a sequence")]
+struct NotASequence(Position);
+
+/// Applies a batch as a position-idempotent consumer does (the PostgreSQL writer's
+/// checkpoint per source): a position above the source's checkpoint is applied and becomes
+/// the checkpoint; one at or below it is skipped, counted in `:redelivered` when it was
+/// applied before and recorded in the list `:out_of_order` when it never was (that batch is
+/// lost, as it would be for the writer).
+static RECORD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local checkpoint = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '-1')
+        local seq = tonumber(ARGV[2])
+        if seq <= checkpoint then
+            if redis.call('HEXISTS', KEYS[1], ARGV[3]) == 1 then
+                redis.call('INCR', KEYS[1] .. ':redelivered')
+                return 1
+            end
+            redis.call('RPUSH', KEYS[1] .. ':out_of_order', ARGV[3] .. ' after ' .. checkpoint)
+            return 2
+        end
+        redis.call('HSET', KEYS[2], ARGV[1], seq)
+        redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+        redis.call('INCR', KEYS[1] .. ':applied')
+        redis.call('INCR', KEYS[1] .. ':by:' .. ARGV[4])
+        return 0
+        ",
+    )
+});
 
 fn setting(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set"))
@@ -99,8 +139,13 @@ async fn run() -> Result<(), String> {
         setting("SUREFOOT_GROUP")?,
         consumer.clone(),
     );
-    config.claim_idle = millis("SUREFOOT_CLAIM_IDLE_MS", 60_000)?;
-    config.claim_interval = config.claim_idle / 2;
+    config.lease_ttl = millis("SUREFOOT_LEASE_TTL_MS", 10_000)?;
+    config.partitions = match std::env::var("SUREFOOT_PARTITIONS") {
+        Ok(text) => text
+            .parse()
+            .map_err(|e| format!("SUREFOOT_PARTITIONS: {e}"))?,
+        Err(_) => surefoot_reaction_queue::DEFAULT_PARTITIONS,
+    };
     config.read_count = match std::env::var("SUREFOOT_READ_COUNT") {
         Ok(text) => text
             .parse()

@@ -141,6 +141,10 @@ impl Shared {
         }
     }
 
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error hands the batch back to its owner; boxing it would allocate on every refusal"
+    )]
     fn try_push(&self, batch: Batch, bytes: usize) -> Result<(), TrySendError> {
         let state = self.state();
         if state.closed {
@@ -244,6 +248,10 @@ impl QueueSender {
     }
 
     /// Enqueues `batch` if there is room now.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error hands the batch back to its owner; boxing it would allocate on every refusal"
+    )]
     pub fn try_send(&self, batch: Batch) -> Result<(), TrySendError> {
         let bytes = self.shared.weigh(&batch);
         self.shared.try_push(batch, bytes)

@@ -6,32 +6,33 @@ use surefoot_core_lifecycle::{Backoff, RetryPolicy};
 
 use super::error::RedisQueueError;
 
-/// A durable queue on one Redis stream, consumed by one consumer group.
+/// A durable queue on Redis streams (one per partition), consumed by a set of consumers that
+/// share the partitions through leases.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisQueueConfig {
-    /// The stream holding the queue (one per reaction).
+    /// The queue's name (one per reaction); partition `p` is the stream `<stream>:p<p>`.
     pub stream: String,
-    /// The consumer group; every worker of the reaction joins it.
+    /// The name of the consumers' set. A queue has one: it is recorded in `<stream>:meta` by
+    /// the first consumer, and a consumer naming another group is refused.
     pub group: String,
-    /// This worker's consumer name, unique within the group and stable across restarts (so a
-    /// restarted worker takes back its own pending entries first).
+    /// This worker's consumer name, unique among the queue's live consumers.
     pub consumer: String,
+    /// Partition streams. Must equal the producers' count; recorded in `<stream>:meta` by the
+    /// first producer or consumer, and a different count is refused.
+    pub partitions: u32,
     /// The stream dead letters go to.
     pub dead_letter_stream: String,
-    /// The most entries the stream may hold; producers wait while it is full.
+    /// The most entries one partition stream may hold; producers wait while it is full.
     pub max_len: u64,
-    /// Entries read (or claimed) at a time.
+    /// Entries read at a time from one partition.
     pub read_count: usize,
     /// How long one read blocks waiting for new entries.
     pub block: Duration,
-    /// Entries pending this long without an acknowledgement are claimed from their consumer,
-    /// which is taken for dead. Must be longer than the slowest delivery of `read_count`
-    /// entries, retries included (an entry read with others waits for those before it):
-    /// otherwise a live worker's entry is claimed too and delivered twice (at least once;
-    /// reactions skip it by position).
-    pub claim_idle: Duration,
-    /// How often a worker looks for entries to claim.
-    pub claim_interval: Duration,
+    /// How long a partition lease lasts without renewal. The worker renews its leases every
+    /// third of it; a consumer that dies (or stalls) for this long loses its partitions to the
+    /// others, which go on from the oldest entry it left. Shorter means a faster takeover and
+    /// more Redis traffic; it does not bound a delivery (a live consumer keeps renewing).
+    pub lease_ttl: Duration,
     /// Limit of every Redis command apart from the blocking read.
     pub op_timeout: Duration,
     /// Retries of a failing reaction before the entry is dead-lettered.
@@ -41,8 +42,10 @@ pub struct RedisQueueConfig {
 }
 
 impl RedisQueueConfig {
-    /// Defaults: dead letters to `<stream>:dead`, at most 100,000 entries, reads of 64 blocking
-    /// 500 ms, claims after 60 s idle checked every 5 s, 5 s per command, 5 attempts.
+    /// Defaults: [`DEFAULT_PARTITIONS`](super::DEFAULT_PARTITIONS) partitions, dead letters
+    /// to `<stream>:dead`, at most 100,000 entries per partition, reads of 64 blocking 500 ms,
+    /// leases of 10 s, 5 s per command, 5 attempts of at most
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT) each.
     pub fn new(
         stream: impl Into<String>,
         group: impl Into<String>,
@@ -54,17 +57,17 @@ impl RedisQueueConfig {
             stream,
             group: group.into(),
             consumer: consumer.into(),
+            partitions: super::DEFAULT_PARTITIONS,
             max_len: 100_000,
             read_count: 64,
             block: Duration::from_millis(500),
-            claim_idle: Duration::from_secs(60),
-            claim_interval: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(10),
             op_timeout: Duration::from_secs(5),
             retry: RetryPolicy::new(Backoff::new(
                 Duration::from_millis(100),
                 Duration::from_secs(5),
             )),
-            attempt_timeout: Duration::from_secs(30),
+            attempt_timeout: crate::runtime::DEFAULT_ATTEMPT_TIMEOUT,
         }
     }
 
@@ -87,19 +90,27 @@ impl RedisQueueConfig {
         if self.max_len == 0 {
             problems.push("redis_queue.max_len: must be at least 1".into());
         }
+        if self.partitions == 0 {
+            problems.push("redis_queue.partitions: must be at least 1".into());
+        }
+        if self.consumer.contains('#') {
+            problems.push("redis_queue.consumer: must not contain `#`".into());
+        }
         if self.read_count == 0 {
             problems.push("redis_queue.read_count: must be at least 1".into());
         }
         for (path, value) in [
             ("redis_queue.block", self.block),
-            ("redis_queue.claim_idle", self.claim_idle),
-            ("redis_queue.claim_interval", self.claim_interval),
+            ("redis_queue.lease_ttl", self.lease_ttl),
             ("redis_queue.op_timeout", self.op_timeout),
             ("redis_queue.attempt_timeout", self.attempt_timeout),
         ] {
             if value.is_zero() {
                 problems.push(format!("{path}: must be more than 0"));
             }
+        }
+        if !self.lease_ttl.is_zero() && self.lease_ttl < Duration::from_millis(300) {
+            problems.push("redis_queue.lease_ttl: must be at least 300 ms".into());
         }
         if problems.is_empty() {
             Ok(())

@@ -6,6 +6,10 @@ use surefoot_core_lifecycle::{Backoff, RetryPolicy};
 
 use crate::queue::{ConfigError, QueueConfig};
 
+/// The default limit of one attempt: 90 s, longer than the PostgreSQL writer's default
+/// `transaction_timeout` (60 s), so that the sink's own bound fires first.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// How a reaction runtime runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -17,14 +21,19 @@ pub struct RuntimeConfig {
     pub lane_capacity: usize,
     /// Retries of a failing item, after which it is dead-lettered.
     pub retry: RetryPolicy,
-    /// Limit of one attempt of the reaction.
+    /// Limit of one attempt of the reaction. Keep it longer than the sink's own bound on one
+    /// apply (the PostgreSQL writer's `transaction_timeout`, 60 s by default): the sink then
+    /// gives up first, with a definite error, instead of the runtime abandoning an attempt
+    /// whose effect may still commit. An attempt that times out is never dead-lettered or
+    /// passed; its lane holds it.
     pub attempt_timeout: Duration,
     /// Limit of writing one dead letter.
     pub dead_letter_timeout: Duration,
 }
 
 impl RuntimeConfig {
-    /// One worker, a queue of `capacity`, 5 attempts from 100 ms to 5 s, 30 s per attempt.
+    /// One worker, a queue of `capacity`, 5 attempts from 100 ms to 5 s,
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`] per attempt.
     pub fn new(name: impl Into<String>, capacity: usize) -> Self {
         Self {
             queue: QueueConfig::new(name, capacity),
@@ -34,7 +43,7 @@ impl RuntimeConfig {
                 Duration::from_millis(100),
                 Duration::from_secs(5),
             )),
-            attempt_timeout: Duration::from_secs(30),
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             dead_letter_timeout: Duration::from_secs(10),
         }
     }
@@ -42,6 +51,12 @@ impl RuntimeConfig {
     /// Sets the number of workers.
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency;
+        self
+    }
+
+    /// Sets the limit of one attempt (see [`Self::attempt_timeout`]).
+    pub fn with_attempt_timeout(mut self, limit: Duration) -> Self {
+        self.attempt_timeout = limit;
         self
     }
 

@@ -1,13 +1,16 @@
 //! Delivering one item: attempts under the retry policy, then the dead-letter destination, then
-//! the token, in that order.
+//! the token, in that order; an item that cannot be settled delivered holds its lane.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use surefoot_core_lifecycle::{CancellationToken, Classify, Retry, RetryError, RetryPolicy};
+use surefoot_core_lifecycle::{
+    CancellationToken, Classify, ErrorClass, Retry, RetryError, RetryPolicy,
+};
 use surefoot_core_model::{Batch, Reaction};
 
 use super::error::AttemptError;
+use super::hold::{HoldGuard, Holds};
 use crate::dead_letter::{DeadLetter, DeadLetterSink, error_chain};
 use crate::metrics::QueueMetrics;
 use crate::queue::Queued;
@@ -19,9 +22,20 @@ pub(crate) enum Settled {
     Delivered,
     /// The item is in the dead-letter destination; the token is settled as delivered.
     DeadLettered,
-    /// Not finished (stop deadline, or the dead letter could not be written); the token is
-    /// settled as failed, so the item is delivered again.
+    /// Not finished (stop or cancellation while it was tried or held); the token is settled
+    /// as failed, so the item is delivered again.
     Unacknowledged,
+}
+
+/// One round of trying an item.
+enum Round {
+    /// Settled delivered (applied, or dead-lettered).
+    Settled(Settled),
+    /// Not settled: every attempt timed out (the effect may still be under way, so it is not
+    /// dead-lettered), or the dead letter could not be written. The lane holds the item.
+    NotSettled(String),
+    /// Cancelled.
+    Cancelled,
 }
 
 /// Everything a worker needs to deliver items. Shared by the workers.
@@ -35,10 +49,17 @@ pub(crate) struct Deliverer {
     pub(crate) attempt_timeout: Duration,
     pub(crate) dead_letter_timeout: Duration,
     pub(crate) metrics: QueueMetrics,
+    /// The lanes held now.
+    pub(crate) holds: Holds,
 }
 
 impl Deliverer {
     /// Delivers `queued` and settles its token, unless `cancel` fires first.
+    ///
+    /// The item is settled delivered only when the reaction's effect is done or its dead
+    /// letter is written. Until then the caller's lane is held: the item is tried again after
+    /// the backoff (see [`super::hold`]) and this returns only when it is settled or `cancel`
+    /// fires, so nothing behind it in the lane is applied first.
     ///
     /// Cancel safety: on `cancel` the attempt in progress is dropped and the token is settled
     /// as failed. The token is settled in the same poll in which the reaction reports its
@@ -47,33 +68,65 @@ impl Deliverer {
         let Queued {
             batch, enqueued_at, ..
         } = queued;
-        let result = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return self.unacknowledged(batch),
-            result = self.attempts(&batch, cancel) => result,
-        };
-        match result {
-            Ok(()) => {
-                batch.ack.delivered();
-                self.metrics.delivered(enqueued_at.elapsed());
-                Settled::Delivered
-            }
-            Err(RetryError::Cancelled { .. }) => self.unacknowledged(batch),
-            Err(error) => {
-                let settled = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => return self.unacknowledged(batch),
-                    settled = self.dead_letter(&batch, &error) => settled,
-                };
-                if settled == Settled::DeadLettered {
+        let mut hold: Option<HoldGuard> = None;
+        loop {
+            let round = tokio::select! {
+                biased;
+                () = cancel.cancelled() => Round::Cancelled,
+                round = self.round(&batch, cancel) => round,
+            };
+            match round {
+                Round::Settled(settled) => {
+                    if settled == Settled::Delivered {
+                        self.metrics.delivered(enqueued_at.elapsed());
+                    } else {
+                        self.metrics.dead_lettered(enqueued_at.elapsed());
+                    }
                     batch.ack.delivered();
-                    self.metrics.dead_lettered(enqueued_at.elapsed());
-                } else {
-                    self.metrics.unacknowledged(1);
-                    batch.ack.failed();
+                    return settled;
                 }
-                settled
+                Round::Cancelled => return self.unacknowledged(batch),
+                Round::NotSettled(reason) => {
+                    let guard = match hold.as_mut() {
+                        Some(guard) => {
+                            guard.failed_again(reason);
+                            guard
+                        }
+                        None => {
+                            self.metrics.lane_held();
+                            hold.insert(self.holds.hold(&self.name, &batch, reason))
+                        }
+                    };
+                    let delay = guard.delay(self.retry.backoff());
+                    tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => return self.unacknowledged(batch),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
             }
+        }
+    }
+
+    /// Attempts under the retry policy, then the dead letter if the item is to be given up.
+    async fn round(&self, batch: &Batch, cancel: &CancellationToken) -> Round {
+        let error = match self.attempts(batch, cancel).await {
+            Ok(()) => return Round::Settled(Settled::Delivered),
+            Err(RetryError::Cancelled { .. }) => return Round::Cancelled,
+            Err(error) => error,
+        };
+        if error.last_error().class() == ErrorClass::Timeout {
+            // The outcome is unknown and the effect may still land: neither a dead letter
+            // (which says "not applied") nor passing the item is safe.
+            return Round::NotSettled(format!(
+                "{} attempts timed out: {}",
+                error.attempts(),
+                error_chain(&error)
+            ));
+        }
+        match self.dead_letter(batch, &error).await {
+            Ok(()) => Round::Settled(Settled::DeadLettered),
+            Err(reason) => Round::NotSettled(reason),
         }
     }
 
@@ -100,7 +153,11 @@ impl Deliverer {
             .await
     }
 
-    async fn dead_letter(&self, batch: &Batch, error: &RetryError<AttemptError>) -> Settled {
+    async fn dead_letter(
+        &self,
+        batch: &Batch,
+        error: &RetryError<AttemptError>,
+    ) -> Result<(), String> {
         let letter = DeadLetter::new(
             &self.name,
             batch,
@@ -116,15 +173,9 @@ impl Deliverer {
         )
         .await;
         match written {
-            Ok(Ok(())) => Settled::DeadLettered,
-            Ok(Err(error)) => {
-                tracing::error!(reaction = %self.name, source = %batch.source, first = %batch.first, error = %error_chain(&error), "dead letter not written; the batch stays unacknowledged for redelivery");
-                Settled::Unacknowledged
-            }
-            Err(timeout) => {
-                tracing::error!(reaction = %self.name, source = %batch.source, first = %batch.first, error = %timeout, "dead letter not written in time; the batch stays unacknowledged for redelivery");
-                Settled::Unacknowledged
-            }
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("dead letter not written: {}", error_chain(&error))),
+            Err(timeout) => Err(format!("dead letter not written in time: {timeout}")),
         }
     }
 

@@ -12,11 +12,18 @@
 //!   lets the workers drain what is queued until the deadline, then cancels: the item in
 //!   progress is dropped and it and everything still queued is settled as failed, i.e. left
 //!   unacknowledged for redelivery. The group then holds zero tasks.
+//! - **Never past an unsettled item** (X-3): a worker moves to the next item of its lane only
+//!   once the current one is settled delivered (applied, or dead-lettered). An item whose
+//!   attempts all time out (its effect may still land) or whose dead letter cannot be written
+//!   holds the lane and is tried again with backoff; see [`hold`] and [`ReactionRuntime::health`].
+//!   Per-source order into a position-idempotent consumer needs the default key (the source):
+//!   a key that splits one source over several workers lets them commit out of order.
 
 mod config;
 pub(crate) mod deliver;
 mod dispatch;
 mod error;
+pub(crate) mod hold;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -26,9 +33,10 @@ use surefoot_core_lifecycle::{CancellationToken, Status, StatusMachine, TaskGrou
 use surefoot_core_model::{Batch, Reaction};
 use tokio::sync::mpsc;
 
-pub use config::RuntimeConfig;
+pub use config::{DEFAULT_ATTEMPT_TIMEOUT, RuntimeConfig};
 pub use dispatch::KeyFn;
 pub use error::{AttemptError, RuntimeError};
+pub use hold::HeldLane;
 
 use crate::dead_letter::DeadLetterSink;
 use crate::metrics::QueueMetrics;
@@ -38,6 +46,23 @@ use dispatch::Dispatcher;
 
 /// How long stopped tasks get to notice cancellation before they are aborted.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// A runtime's health: its status, and the lanes held at an item that is not settled
+/// delivered.
+#[derive(Debug, Clone)]
+pub struct RuntimeHealth {
+    /// The status.
+    pub status: Status,
+    /// Lanes held now, oldest first.
+    pub held: Vec<HeldLane>,
+}
+
+impl RuntimeHealth {
+    /// Running, with no lane held.
+    pub fn is_healthy(&self) -> bool {
+        self.status == Status::Running && self.held.is_empty()
+    }
+}
 
 /// What a stop did.
 #[derive(Debug, Default)]
@@ -99,6 +124,7 @@ impl ReactionRuntime {
             attempt_timeout: config.attempt_timeout,
             dead_letter_timeout: config.dead_letter_timeout,
             metrics,
+            holds: hold::Holds::default(),
         };
         Self {
             config,
@@ -123,6 +149,15 @@ impl ReactionRuntime {
     /// The status now.
     pub fn status(&self) -> Status {
         self.status.current()
+    }
+
+    /// The status and the lanes held now: a lane that holds an item it cannot settle
+    /// delivered makes the runtime unhealthy while it lasts.
+    pub fn health(&self) -> RuntimeHealth {
+        RuntimeHealth {
+            status: self.status.current(),
+            held: self.deliverer.holds.held(),
+        }
     }
 
     /// The status machine, to wait for changes.
