@@ -158,12 +158,11 @@ fn plan_batch<'a>(
     batch: &'a Batch,
     checkpoints: &Checkpoints<'_>,
 ) -> Result<(), WriterError> {
-    let seen = seen(checkpoints, batch.source.as_str());
-    for change in batch.changes.iter() {
-        if seen.is_some_and(|seen| change.position <= seen) {
-            work.stats.already_applied += 1;
-            continue;
-        }
+    // Exactly the prefix `prove_replays` proved (or found below the unrecorded horizon): a
+    // change at or below the checkpoint later in the batch is applied, never skipped unproven.
+    let old = at_or_below(batch, seen(checkpoints, batch.source.as_str())).len();
+    work.stats.already_applied += old as u64;
+    for change in &batch.changes[old..] {
         route_change(ctx, work, batch, change)?;
     }
     Ok(())
@@ -453,21 +452,19 @@ pub(crate) async fn dead_letter_batch(
         .await?
         .seen;
     let mut dead = ChangeRows::default();
-    for change in batch.changes.iter() {
-        if seen.is_none_or(|seen| change.position > seen) {
-            dead.push(
-                batch.source.as_str(),
-                change,
-                reason.to_owned(),
-                batch.commit_time,
-            )?;
-        }
+    let new = &batch.changes[at_or_below(batch, seen).len()..];
+    for change in new {
+        dead.push(
+            batch.source.as_str(),
+            change,
+            reason.to_owned(),
+            batch.commit_time,
+        )?;
     }
     let recorded = dead.len() as u64;
     dead.insert_dead_letters(conn, ctx.sink).await?;
     if seen.is_none_or(|seen| batch.last > seen) {
         // Recorded as applied: a redelivery of it is proven and skipped, not refused.
-        let new = &batch.changes[at_or_below(batch, seen).len()..];
         let items: Vec<Item> = Item::of(new, None)?.into_iter().collect();
         let source = batch.source.as_str();
         checkpoint::advance_recording(conn, ctx.sink, source, batch.last, &items).await?;
