@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use surefoot_core_model::TableRef;
+use surefoot_core_model::{SourceId, TableRef};
 
 /// One input table: its name, columns and primary key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,12 @@ pub struct TableSchema {
     pub columns: Vec<Arc<str>>,
     /// The primary key (or replica identity) columns; not empty.
     pub key: Vec<Arc<str>>,
+    /// The source whose changes feed this table; `None`: changes to the table from any source.
+    /// Two sources may carry tables of the same name: bind each to its source.
+    pub source: Option<SourceId>,
+    /// The name queries use for the table, when not its own (two sources' `public.orders`,
+    /// say, as `shop_orders` and `crm_orders`).
+    pub sql_name: Option<Arc<str>>,
 }
 
 impl TableSchema {
@@ -22,7 +28,33 @@ impl TableSchema {
             table,
             columns: columns.iter().map(|c| Arc::from(*c)).collect(),
             key: key.iter().map(|c| Arc::from(*c)).collect(),
+            source: None,
+            sql_name: None,
         }
+    }
+
+    /// Binds the table to `source`, builder style.
+    #[must_use]
+    pub fn from_source(mut self, source: SourceId) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Names the table `name` in queries, builder style.
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.sql_name = Some(Arc::from(name));
+        self
+    }
+
+    /// The name queries use for the table.
+    pub fn name_in_sql(&self) -> &str {
+        self.sql_name.as_deref().unwrap_or(&self.table.name)
+    }
+
+    /// True when `change_table`, sent by `source`, is this table.
+    pub fn receives(&self, source: &SourceId, change_table: &TableRef) -> bool {
+        self.table == *change_table && self.source.as_ref().is_none_or(|s| s == source)
     }
 }
 
@@ -45,10 +77,10 @@ impl Catalog {
         self
     }
 
-    /// The table called `name` in `schema`, or in any schema (`public` first) when `schema` is
-    /// `None`.
+    /// The table queries call `name` (see [`TableSchema::named`]) in `schema`, or in any schema
+    /// (`public` first) when `schema` is `None`.
     pub fn find(&self, schema: Option<&str>, name: &str) -> Option<&TableSchema> {
-        let named = |t: &&TableSchema| &*t.table.name == name;
+        let named = |t: &&TableSchema| t.name_in_sql() == name;
         match schema {
             Some(schema) => self
                 .tables

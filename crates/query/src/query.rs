@@ -58,7 +58,7 @@ pub struct ContinuousQuery {
     id: SourceId,
     output_table: TableRef,
     engine: Engine,
-    inputs: Vec<TableRef>,
+    inputs: Vec<crate::catalog::TableSchema>,
     metrics: QueryMetrics,
     columns: Vec<Arc<str>>,
     key_columns: Vec<Arc<str>>,
@@ -76,7 +76,7 @@ impl ContinuousQuery {
         let plan = plan::build(sql, catalog)?;
         let columns = plan.columns().iter().map(|c| Arc::clone(&c.name)).collect();
         let key_columns = key_columns(&plan);
-        let inputs = plan.tables.iter().map(|t| t.schema.table.clone()).collect();
+        let inputs = plan.tables.iter().map(|t| t.schema.clone()).collect();
         Ok(Self {
             id: SourceId::new(id),
             output_table: TableRef::new(OUTPUT_SCHEMA, id),
@@ -175,10 +175,9 @@ impl ContinuousQuery {
                 "input batch at or below the last position applied: skipped as a duplicate");
         }
         let tables = &self.inputs;
-        let diffs = match self
-            .engine
-            .apply(&fresh, |change, index| change.table == tables[index])
-        {
+        let diffs = match self.engine.apply(&fresh, |change, index| {
+            tables[index].receives(&batch.source, &change.table)
+        }) {
             Ok(diffs) => diffs,
             Err(error) => {
                 tracing::error!(query = %self.id, source = %batch.source, %error,

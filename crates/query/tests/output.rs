@@ -182,3 +182,66 @@ fn a_dropped_result_batch_fails_its_input() {
     drop(query.process(input).unwrap().unwrap());
     assert_eq!(outcome.try_recv().unwrap(), AckOutcome::Abandoned);
 }
+
+#[test]
+fn tables_of_the_same_name_from_two_sources_are_told_apart_and_merged_in_arrival_order() {
+    use surefoot_query::{Catalog, TableSchema};
+    let orders = TableRef::new("public", "orders");
+    let schema = |source: &str, name: &str| {
+        TableSchema::new(orders.clone(), &["id", "amount"], &["id"])
+            .from_source(SourceId::new(source))
+            .named(name)
+    };
+    let catalog = Catalog::new()
+        .with(schema("shop", "shop_orders"))
+        .with(schema("crm", "crm_orders"));
+    let mut query = ContinuousQuery::new(
+        "q",
+        "SELECT s.id, s.amount, c.amount AS crm_amount \
+         FROM shop_orders AS s LEFT JOIN crm_orders AS c ON c.id = s.id",
+        &catalog,
+    )
+    .unwrap();
+    let order = |id: i32, amount: i32| {
+        Row::new()
+            .with("id", Value::Int32(id))
+            .with("amount", Value::Int32(amount))
+    };
+    let from = |source: &str, lsn: u64, row: Row| {
+        let change = Change::insert(Position::postgres(Lsn(lsn), 1), orders.clone(), row);
+        Batch {
+            source: SourceId::new(source),
+            first: change.position,
+            last: change.position,
+            commit_time: None,
+            changes: vec![change].into(),
+            ack: AckToken::detached(),
+        }
+    };
+    // The CRM's LSNs are far ahead of the shop's: positions are per source, not merged.
+    let added = query
+        .process(from("shop", 0x10, order(1, 5)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        added.changes[0].after().unwrap().get("crm_amount"),
+        Some(&Value::Null)
+    );
+    added.ack.delivered();
+    let matched = query
+        .process(from("crm", 0x9000, order(1, 7)))
+        .unwrap()
+        .unwrap();
+    let after = matched.changes[0].after().unwrap();
+    assert_eq!(after.get("amount"), Some(&Value::Int64(5)));
+    assert_eq!(after.get("crm_amount"), Some(&Value::Int64(7)));
+    matched.ack.delivered();
+    // A later shop batch with a lower LSN than the CRM's is still new for its own source.
+    let second = query
+        .process(from("shop", 0x20, order(2, 1)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.first, Position::Sequence(4));
+    second.ack.delivered();
+    assert_eq!(query.result().len(), 2);
+}

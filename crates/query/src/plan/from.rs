@@ -116,7 +116,7 @@ fn add_table(
     }
     let alias_name = alias
         .as_ref()
-        .map_or_else(|| schema.table.name.to_string(), |a| folded(&a.name));
+        .map_or_else(|| schema.name_in_sql().to_owned(), |a| folded(&a.name));
     if scope.tables.iter().any(|t| t.alias == alias_name) {
         return Err(invalid(
             format!("table name `{alias_name}` specified more than once"),
