@@ -6,7 +6,8 @@
 //! ahead of an earlier one turns the earlier one's redelivery into a silent skip. Holding
 //! keeps order whatever the source's redelivery looks like (same positions or new ones), and
 //! the queue behind the lane fills, so the wait reaches the source as backpressure. The price
-//! is that other keys sharing the lane wait too; the hold is visible in
+//! is that other keys sharing the lane wait too, and once the lane's buffer is full the
+//! dispatcher waits, so the whole reaction does; the hold is visible in
 //! [`ReactionRuntime::health`](super::ReactionRuntime::health), counted in
 //! `surefoot.queue.lanes_held`, and logged once when it begins and once when it ends. A stop
 //! while a lane is held settles the held item and everything behind it as failed (redelivered
