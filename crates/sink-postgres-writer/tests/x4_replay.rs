@@ -336,3 +336,41 @@ async fn x_4_positions_applied_before_records_were_kept_are_skipped_as_before() 
     assert_eq!(meter.counter(REFUSED), 1);
     assert_eq!(rows(&writer).await.len(), 8);
 }
+
+#[tokio::test]
+async fn x_4_redeliveries_between_pipelined_transactions_are_delivered_once() {
+    let server = PgServer::new().await.unwrap();
+    let (meter, metrics) = Meter::new("x4-pipelined");
+    let mut config = config(&server, "x4-pipelined").table(items());
+    // Small sink transactions, so that many begin ahead of the one before them.
+    config.batch.max_rows = 20;
+    let writer = PostgresWriter::builder(config)
+        .metrics(metrics)
+        .connect()
+        .await
+        .unwrap();
+    exec(
+        &writer,
+        "CREATE TABLE items (id bigint PRIMARY KEY, body text)",
+    )
+    .await;
+    let outcomes = Outcomes::default();
+    let five = |t: u64| tracked(puts(t * 5 + 1..=t * 5 + 5, "a"), &outcomes);
+    // 0..100 new, 40..60 again (a source redelivering after a failure), 100..150 new, then
+    // 90..110 again, coalesced by twos.
+    let mut stream: Vec<Batch> = (0..100).map(five).collect();
+    stream.extend((40..60).map(five));
+    stream.extend((100..150).map(five));
+    stream.extend((45..55).map(|t| tracked(puts(t * 10 + 1..=t * 10 + 10, "a"), &outcomes)));
+    let sent = stream.len();
+    run(&writer, stream).await.unwrap();
+    let outcomes = outcomes.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), sent);
+    assert!(
+        outcomes.iter().all(|(_, o)| o.is_delivered()),
+        "{outcomes:?}"
+    );
+    assert_eq!(meter.counter(REFUSED), 0);
+    assert_eq!(scalar(&writer, "SELECT count(*) FROM items").await, 750);
+    assert_eq!(writer.checkpoint("src").await.unwrap(), Some(seq(750)));
+}
