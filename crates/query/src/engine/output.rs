@@ -118,14 +118,18 @@ impl Results {
             .iter()
             .map(|p| wide[*p].clone())
             .collect();
-        if self.touch(&key) {
-            let start = self.current.get(&key).map(|row| vec![(row.clone(), 1)]);
-            self.working.insert(key.clone(), start.unwrap_or_default());
-        }
-        let entries = self
-            .working
-            .get_mut(&key)
-            .ok_or_else(|| EvalError::Inconsistent("a touched key has no working rows".into()))?;
+        // The working rows double as the set of keys touched in this batch.
+        let entries = match self.working.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                self.touched.push(entry.key().clone());
+                let start = self
+                    .current
+                    .get(entry.key())
+                    .map(|row| vec![(row.clone(), 1)]);
+                entry.insert(start.unwrap_or_default())
+            }
+        };
         match entries.iter_mut().find(|(r, _)| *r == row) {
             Some(entry) => entry.1 += weight,
             None => entries.push((row, weight)),
@@ -176,7 +180,11 @@ impl Results {
                 } => self.group_after(&key, aggregates, having.as_ref(), columns)?,
             };
             let before = match &after {
-                Some(row) => self.current.insert(key.clone(), row.clone()),
+                Some(row) => match self.current.get_mut(&key) {
+                    Some(held) if held == row => continue,
+                    Some(held) => Some(std::mem::replace(held, row.clone())),
+                    None => self.current.insert(key.clone(), row.clone()),
+                },
                 None => self.current.remove(&key),
             };
             match (before, after) {

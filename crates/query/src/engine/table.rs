@@ -62,18 +62,30 @@ impl TableInput {
                     Some(old) => self.extract_key(old)?,
                     None => self.extract_key(after)?,
                 };
+                let Some(held) = self.rows.get(&old_key) else {
+                    return Err(self.missing("update", &old_key));
+                };
+                let new = self.extract(after, Some(held))?;
+                if new[..self.key_len] == old_key[..] {
+                    // The common case: the key stays; replace the row in place.
+                    if let Some(slot) = self.rows.get_mut(&old_key)
+                        && *slot != new
+                    {
+                        let old = std::mem::replace(slot, new.clone());
+                        out.push((old, -1));
+                        out.push((new, 1));
+                    }
+                    return Ok(());
+                }
                 let Some(old) = self.rows.remove(&old_key) else {
                     return Err(self.missing("update", &old_key));
                 };
-                let new = self.extract(after, Some(&old))?;
                 let new_key = new[..self.key_len].to_vec();
                 if let Some(displaced) = self.rows.insert(new_key, new.clone()) {
                     out.push((displaced, -1));
                 }
-                if old != new {
-                    out.push((old, -1));
-                    out.push((new, 1));
-                }
+                out.push((old, -1));
+                out.push((new, 1));
             }
             Operation::Delete { key, before } => {
                 let Some(old_row) = key.as_ref().or(before.as_ref()) else {
