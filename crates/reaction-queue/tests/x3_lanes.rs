@@ -27,6 +27,8 @@ enum Failure {
     Hang,
     /// Every attempt fails permanently (so the item goes to the dead letters).
     Permanent,
+    /// Every attempt fails with a transient error.
+    Transient,
 }
 
 /// Records the order of applied items and the attempts per item; fails [`STUCK`] while
@@ -82,6 +84,13 @@ impl Reaction for Stalling {
                     return Err(ComponentError::new(
                         "apply",
                         ErrorClass::Permanent,
+                        Refused(seq),
+                    ));
+                }
+                Failure::Transient => {
+                    return Err(ComponentError::new(
+                        "apply",
+                        ErrorClass::Transient,
                         Refused(seq),
                     ));
                 }
@@ -194,6 +203,21 @@ async fn x_3_a_lane_never_passes_an_item_that_was_not_delivered() {
     assert_eq!(applied, vec![0, 1, 2, 3]);
     assert_eq!(outcomes.count(AckOutcome::Delivered), 4);
     assert!(file.read_all().await.unwrap_or_default().is_empty());
+    assert_eq!(runtime.metrics().snapshot().dead_lettered, 0);
+
+    // Transient failures past the retry policy (the sink is down): not a reason to give the
+    // item up and let later ones pass; the lane holds it until the sink is back.
+    let dir = tempfile::tempdir().unwrap();
+    let file = FileDeadLetters::new(dir.path().join("dead.jsonl"));
+    let (applied, outcomes, runtime) = case(
+        "x3-transient",
+        Failure::Transient,
+        Arc::new(file.clone()),
+        |reaction| reaction.failing.store(false, Ordering::SeqCst),
+    )
+    .await;
+    assert_eq!(applied, vec![0, 1, 2, 3]);
+    assert_eq!(outcomes.count(AckOutcome::Delivered), 4);
     assert_eq!(runtime.metrics().snapshot().dead_lettered, 0);
 
     // A dead letter that cannot be written: the lane holds the item and writes it again until

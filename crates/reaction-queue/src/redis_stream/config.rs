@@ -35,7 +35,9 @@ pub struct RedisQueueConfig {
     pub lease_ttl: Duration,
     /// Limit of every Redis command apart from the blocking read.
     pub op_timeout: Duration,
-    /// Retries of a failing reaction before the entry is dead-lettered.
+    /// Retries of a failing reaction. After them an entry that failed permanently is
+    /// dead-lettered; one that failed with retryable errors holds its partition and is tried
+    /// again after the backoff.
     pub retry: RetryPolicy,
     /// Limit of one attempt of the reaction.
     pub attempt_timeout: Duration,

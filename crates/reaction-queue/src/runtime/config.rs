@@ -19,7 +19,9 @@ pub struct RuntimeConfig {
     pub concurrency: usize,
     /// Items handed to one worker ahead of the one it is working on.
     pub lane_capacity: usize,
-    /// Retries of a failing item, after which it is dead-lettered.
+    /// Retries of a failing item. After them an item that failed permanently is
+    /// dead-lettered; one that failed with retryable errors holds its lane and is tried again
+    /// after the backoff.
     pub retry: RetryPolicy,
     /// Limit of one attempt of the reaction. Keep it longer than the sink's own bound on one
     /// apply (the PostgreSQL writer's `transaction_timeout`, 60 s by default): the sink then

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use surefoot_core_lifecycle::{
-    CancellationToken, Classify, ErrorClass, Retry, RetryError, RetryPolicy,
-};
+use surefoot_core_lifecycle::{CancellationToken, Classify, Retry, RetryError, RetryPolicy};
 use surefoot_core_model::{Batch, Reaction};
 
 use super::error::AttemptError;
@@ -31,8 +29,9 @@ pub(crate) enum Settled {
 enum Round {
     /// Settled delivered (applied, or dead-lettered).
     Settled(Settled),
-    /// Not settled: every attempt timed out (the effect may still be under way, so it is not
-    /// dead-lettered), or the dead letter could not be written. The lane holds the item.
+    /// Not settled: the attempts failed with retryable errors (timeouts: the effect may still
+    /// be under way; transient failures: the reaction's target is unavailable), so the item
+    /// is not dead-lettered; or the dead letter could not be written. The lane holds the item.
     NotSettled(String),
     /// Cancelled.
     Cancelled,
@@ -115,11 +114,13 @@ impl Deliverer {
             Err(RetryError::Cancelled { .. }) => return Round::Cancelled,
             Err(error) => error,
         };
-        if error.last_error().class() == ErrorClass::Timeout {
-            // The outcome is unknown and the effect may still land: neither a dead letter
-            // (which says "not applied") nor passing the item is safe.
+        let class = error.last_error().class();
+        if class.is_retryable() {
+            // A timeout leaves the outcome unknown (the effect may still land); a transient
+            // failure says the item is fine and the reaction is not. Either way a dead letter
+            // ("given up on") would let later items overtake this one: hold it instead.
             return Round::NotSettled(format!(
-                "{} attempts timed out: {}",
+                "{} attempts failed ({class}): {}",
                 error.attempts(),
                 error_chain(&error)
             ));

@@ -14,8 +14,9 @@
 //!   unacknowledged for redelivery. The group then holds zero tasks.
 //! - **Never past an unsettled item** (X-3): a worker moves to the next item of its lane only
 //!   once the current one is settled delivered (applied, or dead-lettered). An item whose
-//!   attempts all time out (its effect may still land) or whose dead letter cannot be written
-//!   holds the lane and is tried again with backoff; see [`hold`] and [`ReactionRuntime::health`].
+//!   attempts all fail with retryable errors (a timeout: its effect may still land; a
+//!   transient failure: the target is down) or whose dead letter cannot be written holds the
+//!   lane and is tried again with backoff; see [`hold`] and [`ReactionRuntime::health`].
 //!   Per-source order into a position-idempotent consumer needs the default key (the source):
 //!   a key that splits one source over several workers lets them commit out of order.
 
