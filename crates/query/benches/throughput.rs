@@ -6,7 +6,8 @@
 //! (values and join columns; no key changes) and deletes with re-inserts, in batches of 100
 //! changes. Three runs each, alternating; the median is reported.
 //!
-//! Run: `cargo bench -p surefoot-query --bench throughput`
+//! Run: `cargo bench -p surefoot-query --bench throughput`; `SUREFOOT_BENCH_ONLY=filter|join|group-by`
+//! runs one query.
 
 // A benchmark program: it reports on stdout, and a failed unwrap is the run failing.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -249,7 +250,8 @@ fn limit_group(batches: &[Vec<Change>]) -> usize {
     diffs
 }
 
-fn ours(sql: &str, batches: &[Vec<Change>]) -> usize {
+/// Ours, fed the batches' changes as a source hands them on (shared, not copied).
+fn ours(sql: &str, batches: &[std::sync::Arc<[Change]>]) -> usize {
     let catalog = Catalog::new()
         .with(TableSchema::new(a(), &["id", "g", "x"], &["id"]))
         .with(TableSchema::new(b(), &["id", "a_id", "y"], &["id"]));
@@ -261,7 +263,7 @@ fn ours(sql: &str, batches: &[Vec<Change>]) -> usize {
             first: changes[0].position,
             last: changes[changes.len() - 1].position,
             commit_time: None,
-            changes: changes.clone().into(),
+            changes: std::sync::Arc::clone(changes),
             ack: AckToken::detached(),
         };
         if let Some(output) = query.process(batch).unwrap() {
@@ -279,6 +281,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 fn main() {
     let batches = workload();
+    let shared: Vec<std::sync::Arc<[Change]>> = batches.iter().map(|b| b.clone().into()).collect();
     let changes: usize = batches.iter().map(Vec::len).sum();
     println!("{changes} changes in batches of {BATCH}; median of {REPS} runs");
     type Limit = fn(&[Vec<Change>]) -> usize;
@@ -295,7 +298,11 @@ fn main() {
             limit_group,
         ),
     ];
+    let only = std::env::var("SUREFOOT_BENCH_ONLY").ok();
     for (name, sql, limit) in cases {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
         let (mut our_times, mut limit_times) = (Vec::new(), Vec::new());
         let (mut our_diffs, mut limit_diffs) = (0, 0);
         for _ in 0..REPS {
@@ -303,7 +310,7 @@ fn main() {
             limit_diffs = limit(&batches);
             limit_times.push(started.elapsed());
             let started = Instant::now();
-            our_diffs = ours(sql, &batches);
+            our_diffs = ours(sql, &shared);
             our_times.push(started.elapsed());
         }
         let rate = |t: Duration| changes as f64 / t.as_secs_f64();

@@ -129,21 +129,30 @@ impl JoinOp {
             let Some(key) = key_of(&tuple, &self.right_key) else {
                 continue;
             };
+            if let Some(lefts) = self.left.get(&key) {
+                for (left, left_weight) in lefts {
+                    out.push((concat(left, &tuple), left_weight * weight));
+                }
+            }
+            if self.kind == JoinKind::Inner {
+                let change = add(&mut self.right, key, tuple, weight);
+                self.count(change);
+                continue;
+            }
+            // LEFT JOIN: the padded rows of the left side go when its first match comes and
+            // come back when its last match goes.
             let before = total(&self.right, &key);
-            let change = add(&mut self.right, key.clone(), tuple.clone(), weight);
+            let change = add(&mut self.right, key.clone(), tuple, weight);
             self.count(change);
             let after = total(&self.right, &key);
-            let Some(lefts) = self.left.get(&key) else {
-                continue;
+            let sign = match (before == 0, after == 0) {
+                (true, false) => -1,
+                (false, true) => 1,
+                _ => continue,
             };
-            for (left, left_weight) in lefts {
-                out.push((concat(left, &tuple), left_weight * weight));
-                if self.kind == JoinKind::Left {
-                    if before == 0 && after != 0 {
-                        out.push((self.padded(left), -left_weight));
-                    } else if before != 0 && after == 0 {
-                        out.push((self.padded(left), *left_weight));
-                    }
+            if let Some(lefts) = self.left.get(&key) {
+                for (left, left_weight) in lefts {
+                    out.push((self.padded(left), sign * left_weight));
                 }
             }
         }
