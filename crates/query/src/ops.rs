@@ -207,7 +207,9 @@ pub(crate) fn call(function: Function, values: &[Datum]) -> Result<Datum, EvalEr
         return Ok(Datum::Text(text.into()));
     }
     if function == Function::NullIf {
-        let (a, b) = (&values[0], &values[1]);
+        let [a, b] = values else {
+            return Err(expr_error("nullif takes two arguments"));
+        };
         let equal = !a.is_null() && !b.is_null() && compare(a, b)? == Ordering::Equal;
         return Ok(if equal { Datum::Null } else { a.clone() });
     }
@@ -235,7 +237,7 @@ pub(crate) fn call(function: Function, values: &[Datum]) -> Result<Datum, EvalEr
             int_arg(values, 1)?,
             values.get(2).map(|_| int_arg(values, 2)).transpose()?,
         ),
-        Function::Abs => match &values[0] {
+        Function::Abs => match values.first().unwrap_or(&Datum::Null) {
             Datum::Int(i) => i
                 .checked_abs()
                 .map(Datum::Int)

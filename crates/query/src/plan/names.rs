@@ -32,7 +32,9 @@ impl Scope {
         parts: &[Ident],
         fallback: TextPosition,
     ) -> Result<Expr, QueryError> {
-        let at = position(parts[0].span, fallback);
+        let at = parts
+            .first()
+            .map_or(fallback, |part| position(part.span, fallback));
         let (qualifier, name) = match parts {
             [name] => (None, folded(name)),
             [table, name] => (Some(folded(table)), folded(name)),
