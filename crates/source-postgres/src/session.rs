@@ -43,8 +43,9 @@ pub(crate) struct Session<'a> {
     ctx: SessionContext<'a>,
     transport: Box<dyn ReplicationTransport>,
     assembler: TransactionAssembler,
-    /// End LSN of each transaction in flight, by commit LSN.
-    end_lsns: BTreeMap<Lsn, Lsn>,
+    /// End LSN of each transaction in flight, by the position of its last change: confirmed
+    /// once the watermark reaches that position.
+    end_lsns: BTreeMap<Position, Lsn>,
     /// Transactions committed at or below this were delivered before: skip them.
     delivered_through: Option<Lsn>,
     /// A batch waiting for room in the output, and since when.
@@ -118,20 +119,18 @@ impl<'a> Session<'a> {
 
     /// For a stop: gives up the batch waiting for room (its token settles as abandoned, so it is
     /// delivered again after restart), then waits up to `limit` for the batches in flight to
-    /// settle, confirming the watermark as it moves.
+    /// settle, confirming the watermark as it moves. A failure (that abandoned batch, or any
+    /// other) ends the wait only once every batch before it has settled: the delivered prefix
+    /// is confirmed, only what follows the failure is delivered again.
     pub(crate) async fn drain(&mut self, limit: Duration) {
         self.pending = None;
         let mut watermark = self.ctx.tracker.subscribe();
         let settled = async {
             loop {
-                let tracker = self.ctx.tracker;
-                if tracker.in_flight() == 0 || tracker.failure().is_some() {
-                    return;
-                }
-                if watermark.changed().await.is_err() {
-                    return;
-                }
                 self.on_tracker_change();
+                if self.prefix_settled() || watermark.changed().await.is_err() {
+                    return;
+                }
             }
         };
         if timeout("drain batches in flight", limit, settled)
@@ -142,6 +141,19 @@ impl<'a> Session<'a> {
             tracing::warn!(source = %self.ctx.source, in_flight, "stopping with batches in flight; they are delivered again after restart");
         }
         self.on_tracker_change();
+    }
+
+    /// Whether no batch in flight can still move the watermark: none is in flight, or a batch
+    /// failed and every transaction before it is confirmed.
+    fn prefix_settled(&self) -> bool {
+        let tracker = self.ctx.tracker;
+        match tracker.failure() {
+            None => tracker.in_flight() == 0,
+            Some(failed) => self
+                .end_lsns
+                .first_key_value()
+                .is_none_or(|(last, _)| *last >= failed.first),
+        }
     }
 
     async fn next_event(&mut self) -> Result<Option<StreamEvent>, SourceError> {
@@ -158,21 +170,22 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Confirms the watermark's end LSN; returns true when a batch failed.
+    /// Confirms the end LSN of every transaction the watermark covers (also when a batch
+    /// failed: the watermark is still the delivered prefix); returns true when a batch failed.
     fn on_tracker_change(&mut self) -> bool {
-        if self.ctx.tracker.failure().is_some() {
-            return true;
-        }
-        if let Some(commit_lsn) = self.ctx.tracker.watermark().and_then(|w| w.commit_lsn()) {
-            let later = self
-                .end_lsns
-                .split_off(&Lsn(commit_lsn.0.saturating_add(1)));
-            let delivered = std::mem::replace(&mut self.end_lsns, later);
-            if let Some((_, end)) = delivered.last_key_value() {
-                self.confirm(*end);
+        if let Some(watermark) = self.ctx.tracker.watermark() {
+            let mut covered = None;
+            while let Some(entry) = self.end_lsns.first_entry() {
+                if *entry.key() > watermark {
+                    break;
+                }
+                covered = Some(entry.remove());
+            }
+            if let Some(end) = covered {
+                self.confirm(end);
             }
         }
-        false
+        self.ctx.tracker.failure().is_some()
     }
 
     fn on_event(&mut self, event: StreamEvent) -> Result<(), SourceError> {
@@ -239,8 +252,10 @@ impl<'a> Session<'a> {
             if settled {
                 self.confirm(transaction.end_lsn);
             } else {
-                self.end_lsns
-                    .insert(transaction.commit_lsn, transaction.end_lsn);
+                let last_ordinal =
+                    u32::try_from(transaction.changes.len().saturating_sub(1)).unwrap_or(u32::MAX);
+                let last = Position::postgres(transaction.commit_lsn, last_ordinal);
+                self.end_lsns.insert(last, transaction.end_lsn);
             }
             return Ok(());
         }
@@ -252,8 +267,7 @@ impl<'a> Session<'a> {
         let first = Position::postgres(transaction.commit_lsn, 0);
         let last = Position::postgres(transaction.commit_lsn, last_ordinal);
         let ack = self.ctx.tracker.register(first, last)?;
-        self.end_lsns
-            .insert(transaction.commit_lsn, transaction.end_lsn);
+        self.end_lsns.insert(last, transaction.end_lsn);
         self.pending_since = Instant::now();
         self.pending = Some(Batch {
             source: self.ctx.source.clone(),
