@@ -107,6 +107,19 @@ pub enum SourceError {
         last: Box<SourceError>,
     },
 
+    /// The stream was silent past the liveness timeout and the server showed no sign of our
+    /// walsender working (see `liveness`).
+    #[error("{timeout}: silent for {silent_for:?}")]
+    StreamSilent {
+        /// How long nothing arrived.
+        silent_for: std::time::Duration,
+        /// Why the silence is not the server working for us.
+        #[source]
+        reason: crate::liveness::Silence,
+        /// The liveness timeout, naming the operation.
+        timeout: surefoot_core_lifecycle::timeout::TimeoutError,
+    },
+
     /// An operation did not finish in time.
     #[error(transparent)]
     Timeout(#[from] surefoot_core_lifecycle::timeout::TimeoutError),
@@ -145,7 +158,7 @@ impl Classify for SourceError {
             SourceError::OutputClosed | SourceError::Spawn(_) => ErrorClass::Cancelled,
             SourceError::ReconnectBudgetExhausted { .. } => ErrorClass::Permanent,
             SourceError::StreamEnded => ErrorClass::Transient,
-            SourceError::Timeout(_) => ErrorClass::Timeout,
+            SourceError::Timeout(_) | SourceError::StreamSilent { .. } => ErrorClass::Timeout,
             SourceError::Query { source, .. } => classify_driver_error(source),
             SourceError::Replication { source, .. } => classify_transport_error(source),
         }

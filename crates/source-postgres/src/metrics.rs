@@ -9,6 +9,7 @@
 //! | `surefoot.pg.connections.attempted` | counter | replication connections opened or tried |
 //! | `surefoot.pg.connections.failed` | counter (attribute `class`) | sessions that ended with an error |
 //! | `surefoot.pg.connections.recovered` | counter | sessions that streamed after a failed one |
+//! | `surefoot.pg.stream.silences_survived` | counter | silences past the liveness timeout during which the server showed the walsender working |
 //! | `surefoot.pg.backpressure.seconds` | counter (f64) | time a decoded transaction waited for room in the output |
 //! | `surefoot.pg.wal.lag_bytes` | gauge | server WAL end minus the confirmed position |
 //! | `surefoot.pg.wal.retained_bytes` | gauge | WAL the slot keeps on the server |
@@ -33,6 +34,7 @@ pub struct SourceMetrics {
     failures: Counter<u64>,
     recoveries: Counter<u64>,
     blocked_seconds: Counter<f64>,
+    silences: Counter<u64>,
     lag_bytes: Gauge<u64>,
     retained_bytes: Gauge<u64>,
 }
@@ -72,6 +74,10 @@ impl SourceMetrics {
             recoveries: counter(
                 "surefoot.pg.connections.recovered",
                 "Sessions that streamed after a failed one",
+            ),
+            silences: counter(
+                "surefoot.pg.stream.silences_survived",
+                "Silences past the liveness timeout while the walsender was working",
             ),
             blocked_seconds: meter
                 .f64_counter("surefoot.pg.backpressure.seconds")
@@ -118,6 +124,10 @@ impl SourceMetrics {
 
     pub(crate) fn blocked(&self, waited: std::time::Duration) {
         self.blocked_seconds.add(waited.as_secs_f64(), &self.attrs);
+    }
+
+    pub(crate) fn silence_survived(&self) {
+        self.silences.add(1, &self.attrs);
     }
 
     pub(crate) fn wal_positions(&self, lag_bytes: u64, retained_bytes: u64) {

@@ -9,6 +9,7 @@ use surefoot_core_lifecycle::timeout::timeout;
 use surefoot_core_lifecycle::{CancellationToken, Classify, ErrorClass};
 
 use crate::error::SourceError;
+use crate::liveness::SqlProbe;
 use crate::session::{Session, SessionContext, SessionEnd};
 use crate::setup::settle_slot;
 use crate::source::Shared;
@@ -129,6 +130,11 @@ async fn run_session(
             Err(error) => return (Err(error), false),
         },
     };
+    let application_name = format!("surefoot-{}-replication", shared.config.id);
+    let probe = SqlProbe {
+        config: &shared.config,
+        application_name: &application_name,
+    };
     let ctx = SessionContext {
         source: &shared.config.id,
         tracker: &shared.tracker,
@@ -139,6 +145,8 @@ async fn run_session(
             .heartbeat
             .map(|_| shared.config.liveness_timeout),
         confirmed: &shared.confirmed,
+        probe: &probe,
+        silences_survived: &shared.silences_survived,
     };
     let mut session = Session::new(ctx, transport);
     let outcome = session.run(cancel).await;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use surefoot_core_lifecycle::CancellationToken;
@@ -11,6 +12,7 @@ use surefoot_core_model::{AckTracker, Batch, BatchSender, Lsn, Position, SourceI
 use tokio::sync::watch;
 
 use crate::error::SourceError;
+use crate::liveness::{Liveness, ProgressProbe};
 use crate::metrics::SourceMetrics;
 use crate::pgoutput::{
     Assembled, Begin, Commit, CompletedTransaction, TransactionAssembler, decode_bytes,
@@ -32,8 +34,13 @@ pub(crate) struct SessionContext<'a> {
     pub(crate) tracker: &'a AckTracker,
     pub(crate) output: &'a BatchSender,
     pub(crate) metrics: &'a SourceMetrics,
-    /// The stream must show a sign of life this often (heartbeat on), or it is dead.
+    /// The stream must show a sign of life this often (heartbeat on), or the server is asked
+    /// whether our walsender is working ([`crate::liveness`]).
     pub(crate) liveness: Option<Duration>,
+    /// Asks the server about our walsender when the stream is silent.
+    pub(crate) probe: &'a dyn ProgressProbe,
+    /// Silences survived because the walsender was working, shared with the source.
+    pub(crate) silences_survived: &'a AtomicU64,
     /// The highest WAL position told to the server so far, shared with the source's stop.
     pub(crate) confirmed: &'a watch::Sender<Lsn>,
 }
@@ -41,6 +48,7 @@ pub(crate) struct SessionContext<'a> {
 /// A running session's state.
 pub(crate) struct Session<'a> {
     ctx: SessionContext<'a>,
+    liveness: Option<Liveness<'a>>,
     transport: Box<dyn ReplicationTransport>,
     assembler: TransactionAssembler,
     /// End LSN of each transaction in flight, by the position of its last change: confirmed
@@ -60,8 +68,12 @@ impl<'a> Session<'a> {
         // Everything up to the last registered batch was sent before: in flight batches settle
         // on their own, failed ones come back through a rewind.
         let delivered_through = ctx.tracker.last_registered().and_then(|p| p.commit_lsn());
+        let liveness = ctx
+            .liveness
+            .map(|limit| Liveness::new(limit, ctx.probe, ctx.silences_survived, ctx.metrics));
         Self {
             ctx,
+            liveness,
             transport,
             assembler: TransactionAssembler::new(),
             end_lsns: BTreeMap::new(),
@@ -157,15 +169,8 @@ impl<'a> Session<'a> {
     }
 
     async fn next_event(&mut self) -> Result<Option<StreamEvent>, SourceError> {
-        match self.ctx.liveness {
-            Some(limit) => {
-                timeout(
-                    "receive from replication stream",
-                    limit,
-                    self.transport.recv(),
-                )
-                .await?
-            }
+        match &mut self.liveness {
+            Some(liveness) => liveness.recv(self.transport.as_mut()).await,
             None => self.transport.recv().await,
         }
     }

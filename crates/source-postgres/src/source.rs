@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     pub(crate) confirmed: watch::Sender<Lsn>,
     pub(crate) connector: Arc<dyn TransportConnector>,
     pub(crate) reconnects: ReconnectLog,
+    /// Silences of the stream past the liveness timeout that the server showed were its
+    /// walsender working.
+    pub(crate) silences_survived: AtomicU64,
     /// The deadline of the stop in progress, in milliseconds.
     stop_budget_ms: AtomicU64,
 }
@@ -90,6 +93,7 @@ impl PostgresSource {
             confirmed: watch::Sender::new(Lsn::ZERO),
             connector,
             reconnects: ReconnectLog::default(),
+            silences_survived: AtomicU64::new(0),
             stop_budget_ms: AtomicU64::new(10_000),
             config,
         });
@@ -114,6 +118,13 @@ impl PostgresSource {
     /// Reconnects so far: attempt, backoff delay and ceiling, and the error that caused it.
     pub fn reconnects(&self) -> Vec<Reconnect> {
         self.shared().reconnects.entries()
+    }
+
+    /// How many times the stream was silent for the liveness timeout while the server showed
+    /// its walsender working (decoding a large transaction, or WAL the publication does not
+    /// cover), so the session went on instead of reconnecting.
+    pub fn silences_survived(&self) -> u64 {
+        self.shared().silences_survived.load(Ordering::Relaxed)
     }
 
     /// The component (status, health, events, supervisor).
