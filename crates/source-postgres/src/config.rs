@@ -61,6 +61,10 @@ pub struct PostgresSourceConfig {
     pub reconnect: RetryPolicy,
     /// Events buffered between the connection and the stream loop.
     pub buffer_events: usize,
+    /// Bytes of decoded changes one transaction may hold in memory; past it the rest of the
+    /// transaction is spilled to a temporary file and, at its commit, delivered in batches of
+    /// at most this much (default 64 MiB).
+    pub max_transaction_memory: usize,
 }
 
 /// Every problem found in a configuration, with the field it concerns.
@@ -109,6 +113,7 @@ impl PostgresSourceConfig {
             .with_max_attempts(u32::MAX)
             .with_max_elapsed(Duration::from_secs(15 * 60)),
             buffer_events: 1024,
+            max_transaction_memory: 64 * 1024 * 1024,
         }
     }
 
@@ -148,6 +153,10 @@ impl PostgresSourceConfig {
             );
         }
         require(self.buffer_events > 0, "buffer_events: must be more than 0");
+        require(
+            self.max_transaction_memory >= 64 * 1024,
+            "max_transaction_memory: must be at least 64 KiB",
+        );
         if problems.is_empty() {
             Ok(())
         } else {
