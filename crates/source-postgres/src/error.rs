@@ -120,6 +120,16 @@ pub enum SourceError {
         timeout: surefoot_core_lifecycle::timeout::TimeoutError,
     },
 
+    /// A large transaction's spill file could not be written or read.
+    #[error("spilling a large transaction failed during {operation}")]
+    Spill {
+        /// What was being done, e.g. `write spill file`.
+        operation: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An operation did not finish in time.
     #[error(transparent)]
     Timeout(#[from] surefoot_core_lifecycle::timeout::TimeoutError),
@@ -157,7 +167,7 @@ impl Classify for SourceError {
             | SourceError::InvalidTimestamp { .. } => ErrorClass::Permanent,
             SourceError::OutputClosed | SourceError::Spawn(_) => ErrorClass::Cancelled,
             SourceError::ReconnectBudgetExhausted { .. } => ErrorClass::Permanent,
-            SourceError::StreamEnded => ErrorClass::Transient,
+            SourceError::StreamEnded | SourceError::Spill { .. } => ErrorClass::Transient,
             SourceError::Timeout(_) | SourceError::StreamSilent { .. } => ErrorClass::Timeout,
             SourceError::Query { source, .. } => classify_driver_error(source),
             SourceError::Replication { source, .. } => classify_transport_error(source),

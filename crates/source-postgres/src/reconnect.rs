@@ -147,6 +147,8 @@ async fn run_session(
         confirmed: &shared.confirmed,
         probe: &probe,
         silences_survived: &shared.silences_survived,
+        max_transaction_memory: shared.config.max_transaction_memory,
+        spill: &shared.spill,
     };
     let mut session = Session::new(ctx, transport);
     let outcome = session.run(cancel).await;

@@ -19,6 +19,7 @@ use crate::heartbeat::run_heartbeat;
 use crate::metrics::SourceMetrics;
 use crate::reconnect::{ReconnectLog, replicate};
 use crate::setup::{self, check_server, ensure_publication, inspect_slot};
+use crate::spill::{SpillCounters, SpillStats};
 use crate::sql::SqlConnection;
 use crate::transport::{PgWireConnector, ReplicationEndpoint, TransportConnector};
 
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     /// Silences of the stream past the liveness timeout that the server showed were its
     /// walsender working.
     pub(crate) silences_survived: AtomicU64,
+    /// Spill figures of large transactions.
+    pub(crate) spill: SpillCounters,
     /// The deadline of the stop in progress, in milliseconds.
     stop_budget_ms: AtomicU64,
 }
@@ -94,6 +97,7 @@ impl PostgresSource {
             connector,
             reconnects: ReconnectLog::default(),
             silences_survived: AtomicU64::new(0),
+            spill: SpillCounters::default(),
             stop_budget_ms: AtomicU64::new(10_000),
             config,
         });
@@ -125,6 +129,12 @@ impl PostgresSource {
     /// cover), so the session went on instead of reconnecting.
     pub fn silences_survived(&self) -> u64 {
         self.shared().silences_survived.load(Ordering::Relaxed)
+    }
+
+    /// How large transactions were held to `max_transaction_memory`: the peak of the source's
+    /// own accounting of one transaction's decoded changes, and what was spilled.
+    pub fn spill_stats(&self) -> SpillStats {
+        self.shared().spill.stats()
     }
 
     /// The component (status, health, events, supervisor).

@@ -3,7 +3,9 @@
 //!
 //! Every change of a transaction gets the position (commit LSN, ordinal), ordinals counting
 //! 0, 1, 2, … over the whole transaction, so rows that share a commit LSN stay distinct. A
-//! Truncate of N tables is N changes. Nothing leaves the assembler before its Commit.
+//! Truncate of N tables is N changes. Nothing leaves the assembler before its Commit unless
+//! the caller takes it out ([`TransactionAssembler::take_changes`], to bound a large
+//! transaction's memory); ordinals go on counting across what was taken.
 
 use chrono::{DateTime, Utc};
 use surefoot_core_model::{Change, Lsn, Position, Row};
@@ -30,7 +32,8 @@ pub struct CompletedTransaction {
     pub commit_time: DateTime<Utc>,
     /// Origin messages of the transaction (replicated from elsewhere), in order.
     pub origins: Vec<Origin>,
-    /// The changes, in order, with ordinals 0, 1, 2, ….
+    /// The changes, in order, with ordinals 0, 1, 2, … (continuing after those taken out
+    /// before the Commit).
     pub changes: Vec<Change>,
     /// Transactional logical decoding messages of the transaction, in order.
     pub messages: Vec<LogicalMessage>,
@@ -50,6 +53,8 @@ pub enum Assembled {
 struct OpenTransaction {
     begin: Begin,
     origins: Vec<Origin>,
+    /// Changes already taken out of the transaction.
+    taken: u32,
     changes: Vec<Change>,
     messages: Vec<LogicalMessage>,
 }
@@ -81,6 +86,35 @@ impl TransactionAssembler {
     /// Whether a Begin has arrived without its Commit.
     pub fn in_transaction(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// The changes of the open transaction still held (none without one).
+    pub fn open_changes(&self) -> &[Change] {
+        self.open.as_ref().map_or(&[], |open| &open.changes)
+    }
+
+    /// Drops the held changes from index `from` on, as if the messages that made them had not
+    /// come yet: their ordinals are given again. For a caller that keeps those messages
+    /// elsewhere and feeds them again later.
+    pub fn discard_changes_from(&mut self, from: usize) {
+        if let Some(open) = &mut self.open {
+            open.changes.truncate(from);
+        }
+    }
+
+    /// Takes the first `count` held changes out of the open transaction (all of them when
+    /// `count` is larger); the transaction stays open and later changes continue the ordinals.
+    pub fn take_changes(&mut self, count: usize) -> Vec<Change> {
+        let Some(open) = &mut self.open else {
+            return Vec::new();
+        };
+        let count = count.min(open.changes.len());
+        let rest = open.changes.split_off(count);
+        let taken = std::mem::replace(&mut open.changes, rest);
+        open.taken = open
+            .taken
+            .saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
+        taken
     }
 
     /// Takes the next message. Returns a transaction at its Commit, a non-transactional
@@ -127,6 +161,7 @@ impl TransactionAssembler {
         self.open = Some(OpenTransaction {
             begin,
             origins: Vec::new(),
+            taken: 0,
             changes: Vec::new(),
             messages: Vec::new(),
         });
@@ -275,7 +310,9 @@ impl TransactionAssembler {
         let open = self.open_mut(kind)?;
         let final_lsn = open.begin.final_lsn;
         let ordinal = u32::try_from(open.changes.len())
-            .map_err(|_| AssemblyError::TooManyChanges { final_lsn })?;
+            .ok()
+            .and_then(|held| held.checked_add(open.taken))
+            .ok_or(AssemblyError::TooManyChanges { final_lsn })?;
         open.changes
             .push(make(Position::postgres(final_lsn, ordinal)));
         Ok(())

@@ -176,3 +176,32 @@ fn origins_and_logical_messages_are_recorded_or_handed_out() {
     assert_eq!(transaction.messages, [samples::heartbeat(true)]);
     assert!(transaction.changes.is_empty());
 }
+
+#[test]
+fn changes_taken_before_the_commit_keep_the_ordinals_counting() {
+    let mut assembler = assembler();
+    assembler.feed(begin()).unwrap();
+    for id in 0..5 {
+        assembler.feed(insert_user(id, "row")).unwrap();
+    }
+    assert_eq!(assembler.open_changes().len(), 5);
+    assembler.discard_changes_from(4);
+    let first = assembler.take_changes(3);
+    assert_eq!(first.len(), 3);
+    assert!(assembler.in_transaction());
+    assert!(assembler.take_changes(0).is_empty());
+    // The discarded change's message comes again: it gets the ordinal it had.
+    assembler.feed(insert_user(4, "row")).unwrap();
+    let Some(Assembled::Transaction(rest)) = assembler.feed(commit()).unwrap() else {
+        panic!("no transaction at the commit");
+    };
+    let ordinals: Vec<Position> = first
+        .iter()
+        .chain(&rest.changes)
+        .map(|c| c.position)
+        .collect();
+    let expected: Vec<Position> = (0..5).map(|o| Position::postgres(COMMIT_LSN, o)).collect();
+    assert_eq!(ordinals, expected);
+    assert!(assembler.open_changes().is_empty());
+    assert!(assembler.take_changes(1).is_empty());
+}

@@ -1,8 +1,15 @@
 //! One replication session: from an open stream to batches, and from the watermark back to the
 //! server, until the stream fails, a batch fails, or the source stops.
+//!
+//! A transaction becomes one batch, unless its decoded changes pass `max_transaction_memory`:
+//! then the rest of it is spilled ([`crate::spill`]) and, at its commit, it is delivered as
+//! several batches in position order, each a contiguous part of at most that many bytes
+//! ([`transactions`]). Its end LSN is confirmed only once the watermark reaches its last
+//! change.
+
+mod transactions;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -14,9 +21,8 @@ use tokio::sync::watch;
 use crate::error::SourceError;
 use crate::liveness::{Liveness, ProgressProbe};
 use crate::metrics::SourceMetrics;
-use crate::pgoutput::{
-    Assembled, Begin, Commit, CompletedTransaction, TransactionAssembler, decode_bytes,
-};
+use crate::pgoutput::{Commit, TransactionAssembler};
+use crate::spill::{SpillCounters, SpillReader, Spool};
 use crate::transport::{ReplicationTransport, StreamEvent};
 
 /// How a session ended without an error.
@@ -43,6 +49,10 @@ pub(crate) struct SessionContext<'a> {
     pub(crate) silences_survived: &'a AtomicU64,
     /// The highest WAL position told to the server so far, shared with the source's stop.
     pub(crate) confirmed: &'a watch::Sender<Lsn>,
+    /// Bytes of decoded changes a transaction may hold before it spills.
+    pub(crate) max_transaction_memory: usize,
+    /// Spill figures, shared with the source.
+    pub(crate) spill: &'a SpillCounters,
 }
 
 /// A running session's state.
@@ -51,11 +61,17 @@ pub(crate) struct Session<'a> {
     liveness: Option<Liveness<'a>>,
     transport: Box<dyn ReplicationTransport>,
     assembler: TransactionAssembler,
+    /// The open transaction's memory account and spill file.
+    spool: Spool<'a>,
+    /// A spilled transaction being delivered from its file, with its Commit.
+    replay: Option<(SpillReader, Commit)>,
+    /// The position of the last change of the open (or replayed) transaction seen so far.
+    open_last: Option<Position>,
     /// End LSN of each transaction in flight, by the position of its last change: confirmed
     /// once the watermark reaches that position.
     end_lsns: BTreeMap<Position, Lsn>,
-    /// Transactions committed at or below this were delivered before: skip them.
-    delivered_through: Option<Lsn>,
+    /// Changes at or below this were sent before: skip them.
+    delivered_through: Option<Position>,
     /// A batch waiting for room in the output, and since when.
     pending: Option<Batch>,
     pending_since: Instant,
@@ -67,7 +83,8 @@ impl<'a> Session<'a> {
     pub(crate) fn new(ctx: SessionContext<'a>, transport: Box<dyn ReplicationTransport>) -> Self {
         // Everything up to the last registered batch was sent before: in flight batches settle
         // on their own, failed ones come back through a rewind.
-        let delivered_through = ctx.tracker.last_registered().and_then(|p| p.commit_lsn());
+        let delivered_through = ctx.tracker.last_registered();
+        let spool = Spool::new(ctx.max_transaction_memory, ctx.spill);
         let liveness = ctx
             .liveness
             .map(|limit| Liveness::new(limit, ctx.probe, ctx.silences_survived, ctx.metrics));
@@ -76,6 +93,9 @@ impl<'a> Session<'a> {
             liveness,
             transport,
             assembler: TransactionAssembler::new(),
+            spool,
+            replay: None,
+            open_last: None,
             end_lsns: BTreeMap::new(),
             delivered_through,
             pending: None,
@@ -104,6 +124,11 @@ impl<'a> Session<'a> {
             return Ok(SessionEnd::Redeliver);
         }
         loop {
+            if self.pending.is_none() && self.replay.is_some() {
+                // Synchronous file reads and decoding, up to one part: never more than one
+                // part waits.
+                self.replay_part()?;
+            }
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Ok(SessionEnd::Stopping),
@@ -119,7 +144,7 @@ impl<'a> Session<'a> {
                     self.ctx.metrics.blocked(self.pending_since.elapsed());
                     permit.send(batch);
                 }
-                event = self.next_event(), if self.pending.is_none() => {
+                event = self.next_event(), if self.pending.is_none() && self.replay.is_none() => {
                     match event? {
                         Some(event) => self.on_event(event)?,
                         None => return Err(SourceError::StreamEnded),
@@ -191,98 +216,6 @@ impl<'a> Session<'a> {
             }
         }
         self.ctx.tracker.failure().is_some()
-    }
-
-    fn on_event(&mut self, event: StreamEvent) -> Result<(), SourceError> {
-        let assembled = match event {
-            StreamEvent::Begin {
-                final_lsn,
-                commit_time,
-                xid,
-            } => {
-                let begin = Begin {
-                    final_lsn,
-                    commit_time,
-                    xid,
-                };
-                self.assembler
-                    .feed(crate::pgoutput::Message::Begin(begin))?
-            }
-            StreamEvent::Data(bytes) => self.assembler.feed(decode_bytes(bytes)?)?,
-            StreamEvent::Commit {
-                commit_lsn,
-                end_lsn,
-                commit_time,
-            } => {
-                let commit = Commit {
-                    flags: 0,
-                    commit_lsn,
-                    end_lsn,
-                    commit_time,
-                };
-                self.assembler
-                    .feed(crate::pgoutput::Message::Commit(commit))?
-            }
-            StreamEvent::Message { lsn, .. } | StreamEvent::KeepAlive { wal_end: lsn } => {
-                self.confirm_if_idle(lsn);
-                None
-            }
-        };
-        match assembled {
-            Some(Assembled::Transaction(transaction)) => self.on_transaction(transaction)?,
-            Some(Assembled::Message(message)) => self.confirm_if_idle(message.lsn),
-            None => {}
-        }
-        Ok(())
-    }
-
-    fn on_transaction(&mut self, transaction: CompletedTransaction) -> Result<(), SourceError> {
-        self.ctx
-            .metrics
-            .transaction_received(transaction.changes.len());
-        if self
-            .delivered_through
-            .is_some_and(|through| transaction.commit_lsn <= through)
-        {
-            self.ctx.metrics.transaction_skipped();
-            // Sent by an earlier session, so this session has no end LSN for it yet: without
-            // one, its acknowledgement would confirm nothing until a later transaction settles
-            // (and a stop in between would leave the slot behind the watermark).
-            let settled = self
-                .ctx
-                .tracker
-                .watermark()
-                .and_then(|w| w.commit_lsn())
-                .is_some_and(|watermark| transaction.commit_lsn <= watermark);
-            if settled {
-                self.confirm(transaction.end_lsn);
-            } else {
-                let last_ordinal =
-                    u32::try_from(transaction.changes.len().saturating_sub(1)).unwrap_or(u32::MAX);
-                let last = Position::postgres(transaction.commit_lsn, last_ordinal);
-                self.end_lsns.insert(last, transaction.end_lsn);
-            }
-            return Ok(());
-        }
-        if transaction.changes.is_empty() {
-            self.confirm_if_idle(transaction.end_lsn);
-            return Ok(());
-        }
-        let last_ordinal = u32::try_from(transaction.changes.len() - 1).unwrap_or(u32::MAX);
-        let first = Position::postgres(transaction.commit_lsn, 0);
-        let last = Position::postgres(transaction.commit_lsn, last_ordinal);
-        let ack = self.ctx.tracker.register(first, last)?;
-        self.end_lsns.insert(last, transaction.end_lsn);
-        self.pending_since = Instant::now();
-        self.pending = Some(Batch {
-            source: self.ctx.source.clone(),
-            first,
-            last,
-            commit_time: Some(transaction.commit_time),
-            changes: Arc::from(transaction.changes),
-            ack,
-        });
-        Ok(())
     }
 
     /// With nothing in flight, nothing waiting and no transaction open, everything the server
