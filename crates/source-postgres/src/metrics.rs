@@ -102,6 +102,11 @@ impl SourceMetrics {
         self.changes.add(changes as u64, &self.attrs);
     }
 
+    /// Changes of a part of a spilled transaction, delivered before its commit's last part.
+    pub(crate) fn part_received(&self, changes: usize) {
+        self.changes.add(changes as u64, &self.attrs);
+    }
+
     pub(crate) fn transaction_skipped(&self) {
         self.skipped.add(1, &self.attrs);
     }

@@ -29,7 +29,9 @@
 //! - Valid values the Rust types cannot hold (`infinity` dates and timestamps, `24:00:00`, years
 //!   beyond chrono's range) are kept exactly as [`Value::Other`] with their type's name.
 //! - Names of types from Type messages are schema-qualified unless the schema is `pg_catalog`.
-//! - Changes of a transaction stay inside the assembler until its Commit; Origin messages and
+//! - Changes of a transaction stay inside the assembler until its Commit, unless the caller takes
+//!   them out earlier ([`TransactionAssembler::take_changes`]: the source does, to bound a large
+//!   transaction's memory), the ordinals counting on; Origin messages and
 //!   transactional logical messages are kept on the [`CompletedTransaction`]; a
 //!   non-transactional logical message is handed out at once, wherever it arrives.
 //! - A Truncate's `CASCADE`/`RESTART IDENTITY` options are decoded but not carried by the

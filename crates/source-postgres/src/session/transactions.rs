@@ -167,6 +167,9 @@ impl Session<'_> {
             end_lsn,
         } = part;
         let in_parts = end_lsn.is_none() || self.open_last.is_some();
+        if end_lsn.is_none() {
+            self.ctx.metrics.part_received(changes.len());
+        }
         if let Some(last) = changes.last() {
             self.open_last = Some(last.position);
         }
