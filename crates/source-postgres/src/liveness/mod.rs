@@ -211,41 +211,4 @@ impl<'a> Liveness<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seen(sent: u64, wait_event: Option<&str>) -> Option<WalsenderProgress> {
-        Some(WalsenderProgress {
-            sent_lsn: Lsn(sent),
-            wait_event: wait_event.map(str::to_owned),
-        })
-    }
-
-    #[test]
-    fn a_walsender_that_reads_wal_or_is_busy_is_alive() {
-        let waiting = Some("Activity/WalSenderWaitForWAL");
-        assert_eq!(judge(Some(Lsn(10)), seen(11, waiting)).unwrap(), Lsn(11));
-        assert_eq!(judge(None, seen(10, None)).unwrap(), Lsn(10));
-        let reading = Some("IO/ReorderBufferRead");
-        assert_eq!(judge(Some(Lsn(10)), seen(10, reading)).unwrap(), Lsn(10));
-    }
-
-    #[test]
-    fn no_walsender_or_one_waiting_without_progress_is_dead() {
-        assert!(matches!(judge(None, None), Err(Silence::NoWalsender)));
-        let blocked = seen(10, Some("Client/WalSenderWriteData"));
-        let Err(Silence::Waiting {
-            sent_lsn,
-            wait_event,
-        }) = judge(Some(Lsn(10)), blocked)
-        else {
-            panic!("a blocked walsender is not alive");
-        };
-        assert_eq!(
-            (sent_lsn, wait_event.as_str()),
-            (Lsn(10), "Client/WalSenderWriteData")
-        );
-        let idle = seen(10, Some("Activity/WalSenderMain"));
-        assert!(matches!(judge(None, idle), Err(Silence::Waiting { .. })));
-    }
-}
+mod tests;
