@@ -16,7 +16,6 @@ use crate::transport::StreamEvent;
 
 /// One part of a transaction, ready to be a batch.
 struct Part {
-    commit_lsn: Lsn,
     commit_time: DateTime<Utc>,
     changes: Vec<Change>,
     /// For the transaction's last part: the end LSN to confirm once all of it is delivered.
@@ -69,7 +68,6 @@ impl Session<'_> {
                     .metrics
                     .transaction_received(transaction.changes.len());
                 self.emit(Part {
-                    commit_lsn: transaction.commit_lsn,
                     commit_time: transaction.commit_time,
                     changes: transaction.changes,
                     end_lsn: Some(transaction.end_lsn),
@@ -110,10 +108,9 @@ impl Session<'_> {
         };
         let changes = self.assembler.take_changes(usize::MAX);
         self.spool.release();
-        let (commit_lsn, commit_time) = (commit.commit_lsn, commit.commit_time);
+        let commit_time = commit.commit_time;
         self.replay = Some((reader, commit));
         self.emit(Part {
-            commit_lsn,
             commit_time,
             changes,
             end_lsn: None,
@@ -128,7 +125,7 @@ impl Session<'_> {
             let Some((reader, commit)) = self.replay.as_mut() else {
                 return Ok(());
             };
-            let (commit_lsn, commit_time) = (commit.commit_lsn, commit.commit_time);
+            let commit_time = commit.commit_time;
             let Some(message) = reader.next_message()? else {
                 let commit = commit.clone();
                 self.replay = None;
@@ -145,7 +142,6 @@ impl Session<'_> {
                 self.spool.release();
                 self.spool.admit(added);
                 self.emit(Part {
-                    commit_lsn,
                     commit_time,
                     changes,
                     end_lsn: None,
@@ -161,7 +157,6 @@ impl Session<'_> {
     /// LSN to be confirmed once the watermark reaches its last change.
     fn emit(&mut self, part: Part) -> Result<(), SourceError> {
         let Part {
-            commit_lsn,
             commit_time,
             mut changes,
             end_lsn,
@@ -194,20 +189,19 @@ impl Session<'_> {
             self.ctx.metrics.transaction_skipped();
         }
         if let Some(end_lsn) = end_lsn {
-            self.on_transaction_end(commit_lsn, end_lsn);
+            self.on_transaction_end(end_lsn);
         }
         Ok(())
     }
 
     /// The transaction's end LSN is confirmed once its last change is delivered: now, if the
     /// watermark already covers it (sent by an earlier session), else when it does.
-    fn on_transaction_end(&mut self, commit_lsn: Lsn, end_lsn: Lsn) {
+    fn on_transaction_end(&mut self, end_lsn: Lsn) {
         let Some(last) = self.open_last.take() else {
             // No changes at all (every table filtered out, or only messages).
             self.confirm_if_idle(end_lsn);
             return;
         };
-        debug_assert_eq!(last.commit_lsn(), Some(commit_lsn));
         if self.ctx.tracker.watermark().is_some_and(|w| last <= w) {
             self.confirm(end_lsn);
         } else {
