@@ -13,7 +13,9 @@ pub enum TlsFailure {
     ServerRefusedTls,
     /// The server's certificate does not lead to a trusted root (wrong `sslrootcert`, or a
     /// self-signed certificate): `{detail}` is rustls' reason.
-    #[error("the server's certificate is not trusted by the configured root certificates: {detail}")]
+    #[error(
+        "the server's certificate is not trusted by the configured root certificates: {detail}"
+    )]
     UntrustedCertificate {
         /// rustls' reason.
         detail: String,
@@ -88,17 +90,20 @@ impl TlsFailure {
         if refused.iter().any(|text| message.contains(text)) {
             return Some(TlsFailure::ServerRefusedTls);
         }
-        if !message.contains("TLS handshake failed") && !message.contains("invalid peer certificate")
+        if !message.contains("TLS handshake failed")
+            && !message.contains("invalid peer certificate")
         {
             return None;
         }
         let lower = message.to_ascii_lowercase();
-        Some(if lower.contains("notvalidforname") || lower.contains("not valid for name") {
-            TlsFailure::WrongHost { detail: detail() }
-        } else if lower.contains("unknownissuer") || lower.contains("issuer") {
-            TlsFailure::UntrustedCertificate { detail: detail() }
-        } else {
-            TlsFailure::Handshake { detail: detail() }
-        })
+        Some(
+            if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+                TlsFailure::WrongHost { detail: detail() }
+            } else if lower.contains("unknownissuer") || lower.contains("issuer") {
+                TlsFailure::UntrustedCertificate { detail: detail() }
+            } else {
+                TlsFailure::Handshake { detail: detail() }
+            },
+        )
     }
 }
