@@ -152,7 +152,7 @@ async fn send_one(
     watches: &mpsc::Sender<Watch>,
 ) -> Result<(), BatcherError> {
     let total: usize = submissions.iter().map(|s| s.changes.len()).sum();
-    let first_sequence = shared.take_sequences(total as u64);
+    let first_sequence = shared.take_sequences(total as u64).await;
     let mut changes = Vec::with_capacity(total);
     let mut parts = Vec::with_capacity(submissions.len());
     let mut next = first_sequence;
@@ -179,7 +179,7 @@ async fn send_one(
     let last = Position::Sequence(next - 1);
     let (token, outcome) = observed_token(shared, first, last);
     let batch = Batch {
-        source: shared.config.id.clone(),
+        source: shared.batch_source.clone(),
         first,
         last,
         commit_time: Some(chrono::Utc::now()),

@@ -30,8 +30,9 @@ pub enum AckMode {
     Async,
 }
 
-/// Where idempotency keys are remembered.
-#[derive(Debug, Clone)]
+/// Where idempotency keys are remembered. Its `Debug` never shows the Redis URL's user
+/// information (a password is a secret).
+#[derive(Clone)]
 pub enum IdempotencyBackend {
     /// In this process: right for one instance serving the source.
     Memory,
@@ -45,6 +46,36 @@ pub enum IdempotencyBackend {
         /// Bound on each Redis command, connecting included.
         timeout: Duration,
     },
+}
+
+impl std::fmt::Debug for IdempotencyBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Redis {
+                url,
+                prefix,
+                timeout,
+            } => f
+                .debug_struct("Redis")
+                .field("url", &redacted_url(url))
+                .field("prefix", prefix)
+                .field("timeout", timeout)
+                .finish(),
+        }
+    }
+}
+
+/// `url` with any user information (`user:password@`) and query replaced by `***`.
+pub(crate) fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, _)) => (rest, "?***"),
+        None => (rest, ""),
+    };
+    let user = if url.contains('@') { "***@" } else { "" };
+    format!("{scheme}://{user}{rest}{query}")
 }
 
 /// How idempotency keys are kept.
@@ -102,6 +133,12 @@ pub struct HttpSourceConfig {
     pub batching: BatchingConfig,
     /// Idempotency keys.
     pub idempotency: IdempotencyConfig,
+    /// This instance's id among the instances serving the source (issue 14, X-2; decision
+    /// 0008). Its batches carry the source id `<id>/<instance>`, so each instance has its own
+    /// checkpoint at a position-idempotent consumer and instances never interleave positions
+    /// under one id. Required with the Redis backend (the documented way to run several
+    /// instances); each instance needs its own, kept across restarts.
+    pub instance: Option<String>,
 }
 
 /// Every problem found in a configuration, with the field it concerns.
@@ -113,6 +150,36 @@ pub struct ConfigError {
 }
 
 impl HttpSourceConfig {
+    /// The source id this instance's batches carry: `<id>/<instance>`, or the id alone when no
+    /// instance is configured.
+    pub fn batch_source(&self) -> SourceId {
+        match &self.instance {
+            Some(instance) => SourceId::new(format!("{}/{instance}", self.id)),
+            None => self.id.clone(),
+        }
+    }
+
+    fn validate_instance(&self, require: &mut impl FnMut(bool, String)) {
+        let redis = matches!(self.idempotency.backend, IdempotencyBackend::Redis { .. });
+        require(
+            !redis || self.instance.is_some(),
+            "instance: required with the redis idempotency backend (each instance of a source \
+             needs its own id, or two instances would interleave positions under one source id)"
+                .to_owned(),
+        );
+        if let Some(instance) = &self.instance {
+            let valid = !instance.is_empty()
+                && instance.len() <= 64
+                && instance
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            require(
+                valid,
+                format!("instance: {instance:?} must be 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'"),
+            );
+        }
+    }
+
     /// A configuration with defaults for everything but the id, address and auth.
     pub fn new(id: impl Into<String>, bind: SocketAddr, auth: Auth) -> Self {
         let id: String = id.into();
@@ -139,6 +206,7 @@ impl HttpSourceConfig {
                 pending_ttl: Duration::from_secs(120),
                 capacity: 100_000,
             },
+            instance: None,
         }
     }
 
@@ -208,6 +276,7 @@ impl HttpSourceConfig {
                 "idempotency.redis.timeout: must be more than 0".to_owned(),
             );
         }
+        self.validate_instance(&mut require);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -260,7 +329,42 @@ mod tests {
                 "max_body_bytes: must be more than 0",
                 "idempotency.redis.url: must start with redis:// or rediss://",
                 "idempotency.redis.timeout: must be more than 0",
+                "instance: required with the redis idempotency backend (each instance of a \
+                 source needs its own id, or two instances would interleave positions under one \
+                 source id)",
             ]
+        );
+    }
+
+    #[test]
+    fn x_8_source_http_redis_url_is_never_in_debug_or_errors() {
+        let mut config = HttpSourceConfig::new("web", loopback(), Auth::NoneOnLoopback);
+        config.idempotency.backend = IdempotencyBackend::Redis {
+            url: "redis://user:hunter2-secret@127.0.0.1:6379/0?token=abc".to_owned(),
+            prefix: "p:".to_owned(),
+            timeout: Duration::ZERO,
+        };
+        let shown = format!("{config:?} {:?}", config.validate().unwrap_err());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("token=abc"), "{shown}");
+        assert!(
+            shown.contains("redis://***@127.0.0.1:6379/0?***"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_instance_names_the_batches_source_and_must_be_a_plain_name() {
+        let mut config = HttpSourceConfig::new("web", loopback(), Auth::NoneOnLoopback);
+        assert_eq!(config.batch_source().as_str(), "web");
+        config.instance = Some("eu-1".to_owned());
+        config.validate().unwrap();
+        assert_eq!(config.batch_source().as_str(), "web/eu-1");
+        config.instance = Some("a/b".to_owned());
+        let problems = config.validate().unwrap_err().problems;
+        assert_eq!(
+            problems,
+            [r#"instance: "a/b" must be 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'"#]
         );
     }
 

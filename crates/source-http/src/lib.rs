@@ -4,6 +4,7 @@
 mod answer;
 mod auth;
 mod batcher;
+mod clock;
 pub mod config;
 pub mod error;
 mod handler;
@@ -15,6 +16,7 @@ mod source;
 pub mod wire;
 
 pub use answer::REPLAYED_HEADER;
+pub use clock::{SystemClock, WallClock};
 pub use config::{
     AckMode, Auth, BatchingConfig, ConfigError, HttpSourceConfig, IdempotencyBackend,
     IdempotencyConfig,

@@ -11,6 +11,7 @@
 //! | `surefoot.http.idempotent.replays` | counter | requests answered from an idempotency record |
 //! | `surefoot.http.async.failed` | counter | changes answered `202` whose batch then failed |
 //! | `surefoot.http.idempotency.errors` | counter | idempotency records that could not be written |
+//! | `surefoot.http.sequence.reservation_failures` | counter | failed reservations of sequences in Redis (the batch waits) |
 //!
 //! Every instrument carries the attribute `source` (the source id).
 
@@ -45,6 +46,8 @@ pub struct Stats {
     pub async_failed: u64,
     /// Idempotency records that could not be written.
     pub idempotency_errors: u64,
+    /// Failed reservations of sequences in Redis.
+    pub sequence_reservation_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +61,7 @@ struct Counts {
     changes: AtomicU64,
     async_failed: AtomicU64,
     idempotency_errors: AtomicU64,
+    sequence_reservation_failures: AtomicU64,
 }
 
 /// The source's instruments. Cloning is cheap.
@@ -71,6 +75,7 @@ pub(crate) struct HttpMetrics {
     replays: Counter<u64>,
     async_failed: Counter<u64>,
     idempotency_errors: Counter<u64>,
+    sequence_reservation_failures: Counter<u64>,
     counts: Arc<Counts>,
 }
 
@@ -110,6 +115,10 @@ impl HttpMetrics {
             idempotency_errors: counter(
                 "surefoot.http.idempotency.errors",
                 "Idempotency records that could not be written",
+            ),
+            sequence_reservation_failures: counter(
+                "surefoot.http.sequence.reservation_failures",
+                "Failed reservations of sequences in Redis",
             ),
             counts: Arc::default(),
         }
@@ -165,6 +174,13 @@ impl HttpMetrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn sequence_reservation_failed(&self) {
+        self.sequence_reservation_failures.add(1, &self.attrs);
+        self.counts
+            .sequence_reservation_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let counts = &self.counts;
@@ -178,6 +194,7 @@ impl HttpMetrics {
             changes: read(&counts.changes),
             async_failed: read(&counts.async_failed),
             idempotency_errors: read(&counts.idempotency_errors),
+            sequence_reservation_failures: read(&counts.sequence_reservation_failures),
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::auth::Authenticator;
+use crate::clock::{SystemClock, WallClock};
 use crate::config::{HttpSourceConfig, IdempotencyBackend};
 use crate::error::HttpSourceError;
 use crate::handler::{App, router};
@@ -47,16 +48,62 @@ pub(crate) struct Shared {
     pub(crate) metrics: HttpMetrics,
     pub(crate) auth: Authenticator,
     pub(crate) store: IdempotencyStore,
-    /// The next sequence to hand out.
+    clock: Arc<dyn WallClock>,
+    /// The next sequence to hand out (memory backend).
     sequence: AtomicU64,
+    /// The sequences reserved in Redis and not handed out yet, `(next, end)` (Redis backend).
+    /// Only the batcher takes sequences, so the lock is never contended and never held across
+    /// an await.
+    reserved: Mutex<(u64, u64)>,
+    /// The source id batches carry (`<id>/<instance>` with an instance).
+    pub(crate) batch_source: SourceId,
     local_addr: Mutex<Option<SocketAddr>>,
     /// The deadline of the stop in progress, in milliseconds.
     stop_budget_ms: AtomicU64,
 }
 
 impl Shared {
-    /// Reserves `count` consecutive sequences and returns the first.
-    pub(crate) fn take_sequences(&self, count: u64) -> u64 {
+    /// Reserves `count` consecutive sequences and returns the first. With the Redis backend
+    /// they come from the instance's counter in Redis, in blocks of at least
+    /// [`SEQUENCE_BLOCK`]; while Redis cannot be reached the batch waits (an error logged and
+    /// counted per attempt), and its requests are answered `503` at their `ack_timeout`.
+    pub(crate) async fn take_sequences(&self, count: u64) -> u64 {
+        let (IdempotencyStore::Redis(store), Some(instance)) = (&self.store, &self.config.instance)
+        else {
+            return self.take_local_sequences(count);
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            {
+                let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+                let (next, end) = *reserved;
+                if next.saturating_add(count) <= end {
+                    reserved.0 = next + count;
+                    return next;
+                }
+            }
+            let block = count.max(SEQUENCE_BLOCK);
+            match store.reserve_sequences(instance, block).await {
+                Ok(first) => {
+                    *self.reserved.lock().unwrap_or_else(PoisonError::into_inner) =
+                        (first, first.saturating_add(block));
+                }
+                Err(error) => {
+                    self.metrics.sequence_reservation_failed();
+                    tracing::error!(
+                        source = %self.batch_source,
+                        error = &error as &dyn std::error::Error,
+                        "could not reserve sequences in Redis; the batch waits"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Sequences from this process's counter (memory backend).
+    fn take_local_sequences(&self, count: u64) -> u64 {
         let first = self.sequence.fetch_add(count, Ordering::AcqRel);
         ISSUED.fetch_max(first.saturating_add(count), Ordering::AcqRel);
         first
@@ -64,7 +111,8 @@ impl Shared {
 
     /// Moves the next sequence up to the clock's floor (see [`sequence_floor`]).
     fn raise_sequence(&self) {
-        self.sequence.fetch_max(sequence_floor(), Ordering::AcqRel);
+        self.sequence
+            .fetch_max(sequence_floor(&*self.clock), Ordering::AcqRel);
     }
 
     pub(crate) fn stop_budget(&self) -> Duration {
@@ -81,6 +129,15 @@ impl HttpSource {
     /// A stopped source sending its batches to `output`. Fails when the configuration is
     /// invalid, listing every problem.
     pub fn new(config: HttpSourceConfig, output: BatchSender) -> Result<Self, ComponentError> {
+        Self::with_clock(config, output, Arc::new(SystemClock))
+    }
+
+    /// Like [`HttpSource::new`], reading `clock` instead of the system clock.
+    pub fn with_clock(
+        config: HttpSourceConfig,
+        output: BatchSender,
+        clock: Arc<dyn WallClock>,
+    ) -> Result<Self, ComponentError> {
         config.validate().map_err(|error| {
             ComponentError::classified("configure", HttpSourceError::from(error))
         })?;
@@ -92,7 +149,10 @@ impl HttpSource {
             output,
             tracker: AckTracker::new(None),
             store,
-            sequence: AtomicU64::new(sequence_floor()),
+            sequence: AtomicU64::new(sequence_floor(&*clock)),
+            reserved: Mutex::new((0, 0)),
+            batch_source: config.batch_source(),
+            clock,
             local_addr: Mutex::new(None),
             stop_budget_ms: AtomicU64::new(10_000),
             config,
@@ -167,8 +227,9 @@ fn store(config: &HttpSourceConfig) -> Result<IdempotencyStore, HttpSourceError>
 
 #[async_trait]
 impl Source for HttpSource {
+    /// The id its batches carry: `<id>/<instance>` with an instance configured.
     fn id(&self) -> &SourceId {
-        &self.shared().config.id
+        &self.shared().batch_source
     }
 
     async fn start(&self) -> Result<(), ComponentError> {
@@ -271,6 +332,9 @@ impl IngestService {
     }
 }
 
+/// Sequences reserved in Redis at a time, at least: one round trip per this many changes.
+const SEQUENCE_BLOCK: u64 = 4_096;
+
 /// Bits of a sequence below the millisecond clock.
 const SEQUENCE_CLOCK_SHIFT: u32 = 22;
 
@@ -286,12 +350,8 @@ static ISSUED: AtomicU64 = AtomicU64::new(0);
 /// changes per millisecond, so a run's sequences stay below the clock's floor at any start a
 /// millisecond or more later (a process restart takes far longer). This holds as long as the
 /// clock does not go back; the range lasts until the year 2109.
-fn sequence_floor() -> u64 {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        });
+fn sequence_floor(clock: &dyn WallClock) -> u64 {
+    let millis = clock.now_millis();
     let clock = millis.saturating_mul(1 << SEQUENCE_CLOCK_SHIFT);
     clock.max(ISSUED.load(Ordering::Acquire)).max(1)
 }

@@ -79,13 +79,14 @@ async fn chaos_d_m2_fifty_clients_with_cut_connections_and_failed_batches_delive
 async fn chaos_d_m2_two_instances_sharing_keys_in_redis_deliver_each_change_once() {
     let redis = RedisServer::new().await.unwrap();
     let configs = (0..2)
-        .map(|_| {
+        .map(|n| {
             let mut config = chaos_config();
             config.idempotency.backend = IdempotencyBackend::Redis {
                 url: redis.url(),
                 prefix: "chaos:".to_owned(),
                 timeout: Duration::from_secs(5),
             };
+            config.instance = Some(format!("instance-{n}"));
             config
         })
         .collect();

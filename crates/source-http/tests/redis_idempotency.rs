@@ -17,6 +17,11 @@ fn shared_config(redis: &RedisServer) -> HttpSourceConfig {
         prefix: "surefoot:idem:".to_owned(),
         timeout: Duration::from_secs(2),
     };
+    // Each instance its own id (required with Redis): the sources these tests start are
+    // instances of one source.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    config.instance = Some(format!("instance-{n}"));
     config
 }
 
