@@ -99,11 +99,64 @@ impl TlsFailure {
         Some(
             if lower.contains("notvalidforname") || lower.contains("not valid for name") {
                 TlsFailure::WrongHost { detail: detail() }
-            } else if lower.contains("unknownissuer") || lower.contains("issuer") {
+            } else if lower.contains("issuer") || lower.contains("badsignature") {
                 TlsFailure::UntrustedCertificate { detail: detail() }
             } else {
                 TlsFailure::Handshake { detail: detail() }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose source is `inner`, as the drivers wrap rustls's errors.
+    #[derive(Debug, thiserror::Error)]
+    #[error("connecting failed")]
+    struct Wrapped(#[source] rustls::Error);
+
+    fn found(error: rustls::Error) -> Option<TlsFailure> {
+        TlsFailure::find(&Wrapped(error))
+    }
+
+    #[test]
+    fn rustls_errors_anywhere_in_the_chain_are_classified() {
+        let invalid = |error| rustls::Error::InvalidCertificate(error);
+        assert!(matches!(
+            found(invalid(CertificateError::NotValidForName)),
+            Some(TlsFailure::WrongHost { .. })
+        ));
+        assert!(matches!(
+            found(invalid(CertificateError::UnknownIssuer)),
+            Some(TlsFailure::UntrustedCertificate { .. })
+        ));
+        assert!(matches!(
+            found(invalid(CertificateError::Expired)),
+            Some(TlsFailure::Handshake { .. })
+        ));
+    }
+
+    #[test]
+    fn messages_of_drivers_that_report_text_are_classified() {
+        let text = |message: &str| TlsFailure::from_message(message);
+        assert_eq!(
+            text("server does not support TLS"),
+            Some(TlsFailure::ServerRefusedTls)
+        );
+        assert!(matches!(
+            text("TLS handshake failed: invalid peer certificate: NotValidForName"),
+            Some(TlsFailure::WrongHost { .. })
+        ));
+        assert!(matches!(
+            text("TLS handshake failed: invalid peer certificate: UnknownIssuer"),
+            Some(TlsFailure::UntrustedCertificate { .. })
+        ));
+        assert!(matches!(
+            text("TLS handshake failed: peer sent no certificates"),
+            Some(TlsFailure::Handshake { .. })
+        ));
+        assert_eq!(text("connection refused"), None);
     }
 }

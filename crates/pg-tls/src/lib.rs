@@ -30,6 +30,7 @@
 //! - A wrong CA and a wrong host are told apart ([`TlsFailure::UntrustedCertificate`],
 //!   [`TlsFailure::WrongHost`]) because they have different fixes.
 
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
 mod config;

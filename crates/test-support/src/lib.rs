@@ -18,6 +18,7 @@ mod pg;
 mod pg_admin;
 mod pg_client;
 mod pg_init;
+mod pg_tls;
 mod port;
 mod process;
 mod proxy;

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::pg_admin;
 use crate::pg_client::{self, PgClient};
 use crate::pg_init::{self, RunAs, SUPERUSER};
+use crate::pg_tls::{self, TlsFiles};
 use crate::port::free_port;
 use crate::process::{POLL, ServerProcess, log_tail};
 
@@ -32,6 +33,7 @@ const DROP_GRACE: Duration = Duration::from_secs(10);
 pub struct PgServerBuilder {
     settings: Vec<(String, String)>,
     start_timeout: Duration,
+    tls: bool,
 }
 
 impl Default for PgServerBuilder {
@@ -39,6 +41,7 @@ impl Default for PgServerBuilder {
         Self {
             settings: Vec::new(),
             start_timeout: Duration::from_secs(60),
+            tls: false,
         }
     }
 }
@@ -48,6 +51,13 @@ impl PgServerBuilder {
     /// (`"'on'"`, `"'replica'"`). Later settings override the defaults.
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// Serves TLS (`ssl = on`) with a server certificate for `localhost` signed by a throwaway
+    /// authority, whose certificate is [`PgServer::ca_cert`]. Plain connections stay allowed.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 
@@ -72,7 +82,13 @@ impl PgServerBuilder {
             .map_err(|e| Error::io(format!("creating {}", socket_dir.display()), e))?;
         run_as.give(&socket_dir)?;
         pg_init::initdb(&bins, run_as, dir.path(), &data_dir).await?;
-        pg_init::write_settings(&data_dir, &socket_dir, &self.settings)?;
+        let tls = match self.tls {
+            true => Some(pg_tls::generate(dir.path(), run_as)?),
+            false => None,
+        };
+        let mut settings = tls.as_ref().map(TlsFiles::settings).unwrap_or_default();
+        settings.extend(self.settings);
+        pg_init::write_settings(&data_dir, &socket_dir, &settings)?;
         let mut server = PgServer {
             process: None,
             port: free_port()?,
@@ -81,6 +97,7 @@ impl PgServerBuilder {
             start_timeout: self.start_timeout,
             data_dir,
             log: dir.path().join("server.log"),
+            ca_cert: tls.map(|files| files.ca_cert),
             dir,
         };
         server.first_start().await?;
@@ -108,6 +125,7 @@ pub struct PgServer {
     start_timeout: Duration,
     data_dir: PathBuf,
     log: PathBuf,
+    ca_cert: Option<PathBuf>,
     dir: TempDir,
 }
 
@@ -243,6 +261,11 @@ impl PgServer {
         let pids = pg_admin::terminate_backends(&config, application_name).await?;
         pg_admin::await_backends_gone(&config, &pids, &self.log).await?;
         Ok(pids.len())
+    }
+
+    /// The authority's certificate (PEM) of a server built with [`PgServerBuilder::tls`].
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
     }
 
     /// The temp dir holding the data directory, the socket directory and the log.
