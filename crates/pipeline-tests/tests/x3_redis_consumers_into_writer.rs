@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use std::collections::BTreeSet;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
@@ -76,6 +78,37 @@ fn consumer(server: &PgServer, redis: &RedisServer, name: &str) -> Child {
 
 /// Consumer processes, killed when the test ends however it ends.
 struct Consumers(Vec<Child>);
+
+impl Consumers {
+    /// Stops every consumer still running with SIGTERM, as a service manager does, and checks
+    /// that each one stopped cleanly (exit status 0) within the test's bound.
+    fn stop_survivors(&mut self) {
+        for child in &mut self.0 {
+            if child.try_wait().unwrap().is_some() {
+                continue;
+            }
+            let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+            kill(pid, Signal::SIGTERM).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (index, child) in self.0.iter_mut().enumerate() {
+            if index == 1 {
+                continue; // SIGKILLed: its status is the signal's.
+            }
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "consumer c{index} did not stop within 30 s of SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert!(status.success(), "consumer c{index} stopped with {status}");
+        }
+    }
+}
 
 impl Drop for Consumers {
     fn drop(&mut self) {
@@ -296,4 +329,5 @@ async fn x_3_postgres_source_to_redis_queue_with_three_consumers_one_killed_into
         takeovers >= 1,
         "the killed consumer's partition was never taken over"
     );
+    consumers.stop_survivors();
 }
