@@ -65,6 +65,9 @@ pub struct PostgresSourceConfig {
     /// transaction is spilled to a temporary file and, at its commit, delivered in batches of
     /// at most this much (default 64 MiB).
     pub max_transaction_memory: usize,
+    /// TLS for the SQL and replication connections: libpq's `sslmode` and `sslrootcert`
+    /// (default `prefer`; decision 0012).
+    pub tls: surefoot_pg_tls::PgTls,
 }
 
 /// Every problem found in a configuration, with the field it concerns.
@@ -114,6 +117,7 @@ impl PostgresSourceConfig {
             .with_max_elapsed(Duration::from_secs(15 * 60)),
             buffer_events: 1024,
             max_transaction_memory: 64 * 1024 * 1024,
+            tls: surefoot_pg_tls::PgTls::default(),
         }
     }
 

@@ -56,6 +56,10 @@ pub enum SourceError {
         source: tokio_postgres::Error,
     },
 
+    /// The TLS settings cannot be used (e.g. the root certificate file is unreadable).
+    #[error("the PostgreSQL TLS settings cannot be used")]
+    Tls(#[source] surefoot_pg_tls::TlsError),
+
     /// The replication connection failed.
     #[error("replication stream failed during {operation}")]
     Replication {
@@ -154,9 +158,9 @@ impl SourceError {
 impl Classify for SourceError {
     fn class(&self) -> ErrorClass {
         match self {
-            SourceError::Identifier(_) | SourceError::ServerNotReady { .. } => {
-                ErrorClass::Configuration
-            }
+            SourceError::Identifier(_)
+            | SourceError::ServerNotReady { .. }
+            | SourceError::Tls(_) => ErrorClass::Configuration,
             SourceError::PublicationMissing { .. }
             | SourceError::SlotPluginMismatch { .. }
             | SourceError::SlotLost { .. }
@@ -177,6 +181,11 @@ impl Classify for SourceError {
 
 /// Server errors by SQLSTATE; a closed connection or I/O failure is transient.
 fn classify_driver_error(error: &tokio_postgres::Error) -> ErrorClass {
+    // A refused handshake (no TLS on the server, untrusted certificate, wrong host) fails the
+    // same way on every retry.
+    if surefoot_pg_tls::TlsFailure::find(error).is_some() {
+        return ErrorClass::Configuration;
+    }
     match error.code() {
         Some(code) => classify_sqlstate(code.code()),
         None => ErrorClass::Transient,

@@ -65,7 +65,8 @@ pub(crate) async fn replicate(
     let mut attempt = 0u32;
     loop {
         shared.metrics.connection_attempted();
-        let (outcome, progressed) = run_session(&shared, &cancel).await;
+        // Boxed: a session's future holds the TLS connector and the stream state.
+        let (outcome, progressed) = Box::pin(run_session(&shared, &cancel)).await;
         if progressed && attempt > 0 {
             shared.metrics.recovered();
             schedule = policy.schedule(jitter_rng());
@@ -154,7 +155,7 @@ async fn run_session(
     let outcome = session.run(cancel).await;
     let progressed = session.made_progress;
     match outcome {
-        Ok(SessionEnd::Stopping) => (stop_cleanly(shared, session).await, progressed),
+        Ok(SessionEnd::Stopping) => (Box::pin(stop_cleanly(shared, session)).await, progressed),
         other => {
             discard(session).await;
             (other, progressed)
@@ -180,7 +181,7 @@ async fn stop_cleanly(
         let sql = SqlConnection::open(&shared.config, "stop").await?;
         settle_slot(&sql, &shared.config.slot, final_flush).await
     };
-    timeout("release replication slot", budget / 5, settle).await??;
+    Box::pin(timeout("release replication slot", budget / 5, settle)).await??;
     Ok(SessionEnd::Stopping)
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use surefoot_core_lifecycle::TaskGroup;
 use surefoot_core_lifecycle::timeout::timeout;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::config::PostgresSourceConfig;
 use crate::error::SourceError;
@@ -27,8 +27,12 @@ impl SqlConnection {
         purpose: &str,
     ) -> Result<Self, SourceError> {
         let application_name = format!("surefoot-{}-{purpose}", config.id);
-        let pg_config = config.sql_config(&application_name);
-        let connecting = pg_config.connect(NoTls);
+        let mut pg_config = config.sql_config(&application_name);
+        let connector = config
+            .tls
+            .connector(&mut pg_config)
+            .map_err(SourceError::Tls)?;
+        let connecting = pg_config.connect(connector);
         let (client, connection) = timeout("connect", config.connect_timeout, connecting)
             .await?
             .map_err(|error| SourceError::query("connect", error))?;

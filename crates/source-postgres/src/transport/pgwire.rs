@@ -49,6 +49,8 @@ pub struct ReplicationEndpoint {
     pub connect_timeout: Duration,
     /// Events buffered between the connection and the stream loop.
     pub buffer_events: usize,
+    /// TLS (libpq's `sslmode` and `sslrootcert`).
+    pub tls: surefoot_pg_tls::PgTls,
 }
 
 impl ReplicationEndpoint {
@@ -72,6 +74,7 @@ impl ReplicationEndpoint {
         .with_buffer_size(self.buffer_events.max(1))
         .with_application_name(self.application_name.clone())
         .with_options(SESSION_OPTIONS)
+        .with_tls(self.tls.replication())
     }
 
     /// The endpoint a source with `config` replicates from; the walsender's application name is
@@ -89,6 +92,7 @@ impl ReplicationEndpoint {
             status_interval: config.status_interval,
             connect_timeout: config.connect_timeout,
             buffer_events: config.buffer_events,
+            tls: config.tls.clone(),
         }
     }
 }
