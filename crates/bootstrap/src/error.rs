@@ -211,6 +211,10 @@ pub enum BootstrapError {
         table: String,
     },
 
+    /// The TLS settings cannot be used (e.g. the root certificate file is unreadable).
+    #[error("the PostgreSQL TLS settings cannot be used")]
+    Tls(#[source] surefoot_pg_tls::TlsError),
+
     /// Preparing the server (the publication) failed.
     #[error("preparing the server failed")]
     Setup(#[source] surefoot_source_postgres::SourceError),
@@ -232,11 +236,17 @@ impl BootstrapError {
     }
 }
 
+/// A refused TLS handshake (no TLS on the server, an untrusted certificate, a host it does not
+/// name) fails the same way on every retry: a configuration problem.
+fn refused_handshake(error: &(dyn std::error::Error + 'static)) -> bool {
+    surefoot_pg_tls::TlsFailure::find(error).is_some()
+}
+
 /// The class of a replication client error: authentication is configuration, I/O and other
 /// transient faults are transient, the rest (a server error such as a slot that already exists)
 /// permanent.
 fn classify_replication_error(error: &pgwire_replication::PgWireError) -> ErrorClass {
-    if error.is_auth() {
+    if error.is_auth() || refused_handshake(error) {
         ErrorClass::Configuration
     } else if error.is_transient() {
         ErrorClass::Transient
@@ -249,6 +259,9 @@ fn classify_replication_error(error: &pgwire_replication::PgWireError) -> ErrorC
 /// and shutdowns transient, authentication and privileges configuration, the rest permanent), and
 /// transient when the connection itself failed.
 fn classify_driver_error(error: &tokio_postgres::Error) -> ErrorClass {
+    if refused_handshake(error) {
+        return ErrorClass::Configuration;
+    }
     let Some(state) = error.code() else {
         return ErrorClass::Transient;
     };
@@ -264,7 +277,7 @@ fn classify_driver_error(error: &tokio_postgres::Error) -> ErrorClass {
 impl Classify for BootstrapError {
     fn class(&self) -> ErrorClass {
         match self {
-            BootstrapError::Config(_) => ErrorClass::Configuration,
+            BootstrapError::Config(_) | BootstrapError::Tls(_) => ErrorClass::Configuration,
             BootstrapError::Open { source, .. } | BootstrapError::Read { source, .. } => {
                 source.class()
             }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use surefoot_bootstrap::postgres::SnapshotConnection;
 use surefoot_bootstrap::{BootstrapConfig, BootstrapError, Step};
 use surefoot_core_lifecycle::{Classify, ErrorClass};
+use surefoot_pg_tls::PgTls;
 use surefoot_test_support::{FaultProxy, PgServer};
 
 async fn count(connection: &SnapshotConnection) -> i64 {
@@ -47,9 +48,10 @@ async fn an_imported_snapshot_sees_exactly_what_the_exporter_saw() {
         .unwrap();
 
     let config = BootstrapConfig::default();
-    let connection = SnapshotConnection::open(server.config("postgres"), &config)
-        .await
-        .unwrap();
+    let connection =
+        SnapshotConnection::open(server.config("postgres"), &PgTls::default(), &config)
+            .await
+            .unwrap();
     connection.import(&name).await.unwrap();
     assert_eq!(count(&connection).await, 2);
     let ids: Vec<i32> = connection
@@ -70,7 +72,7 @@ async fn an_imported_snapshot_sees_exactly_what_the_exporter_saw() {
     assert_eq!(timeout, "30s", "statement_timeout is sent to the server");
 
     // A malformed name never reaches the server; a well-formed unknown one is refused by it.
-    let other = SnapshotConnection::open(server.config("postgres"), &config)
+    let other = SnapshotConnection::open(server.config("postgres"), &PgTls::default(), &config)
         .await
         .unwrap();
     let error = other.import("x'; DROP TABLE items; --").await.unwrap_err();
@@ -107,10 +109,13 @@ async fn d_4_3_the_isolation_level_the_import_got_is_verified() {
         .await
         .unwrap()
         .get(0);
-    let connection =
-        SnapshotConnection::open(server.config("postgres"), &BootstrapConfig::default())
-            .await
-            .unwrap();
+    let connection = SnapshotConnection::open(
+        server.config("postgres"),
+        &PgTls::default(),
+        &BootstrapConfig::default(),
+    )
+    .await
+    .unwrap();
     // A transaction that already ran a query cannot import a snapshot: the import fails rather
     // than reading outside the snapshot.
     connection
@@ -133,10 +138,13 @@ async fn d_4_3_the_isolation_level_the_import_got_is_verified() {
 
     // One opened without a query yet takes the characteristics the import asks for, and the
     // check confirms them from the server.
-    let connection =
-        SnapshotConnection::open(server.config("postgres"), &BootstrapConfig::default())
-            .await
-            .unwrap();
+    let connection = SnapshotConnection::open(
+        server.config("postgres"),
+        &PgTls::default(),
+        &BootstrapConfig::default(),
+    )
+    .await
+    .unwrap();
     connection
         .client()
         .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
@@ -168,7 +176,7 @@ async fn a_server_that_never_answers_is_a_connect_timeout() {
         ..BootstrapConfig::default()
     };
     let started = Instant::now();
-    let error = SnapshotConnection::open(pg_config, &config)
+    let error = SnapshotConnection::open(pg_config, &PgTls::default(), &config)
         .await
         .unwrap_err();
     assert!(
@@ -199,7 +207,7 @@ async fn a_refused_connection_is_transient() {
         .host(address.ip().to_string())
         .port(address.port())
         .user("nobody");
-    let error = SnapshotConnection::open(pg_config, &BootstrapConfig::default())
+    let error = SnapshotConnection::open(pg_config, &PgTls::default(), &BootstrapConfig::default())
         .await
         .unwrap_err();
     assert!(
@@ -239,7 +247,9 @@ async fn d_m1_a_black_holed_statement_is_a_statement_timeout_and_the_connection_
         statement_timeout: Duration::from_millis(500),
         ..BootstrapConfig::default()
     };
-    let connection = SnapshotConnection::open(pg_config, &config).await.unwrap();
+    let connection = SnapshotConnection::open(pg_config, &PgTls::default(), &config)
+        .await
+        .unwrap();
     assert_eq!(backends_named(&admin, application_name).await, 1);
 
     proxy.black_hole();

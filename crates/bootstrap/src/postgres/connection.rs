@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use surefoot_core_lifecycle::TaskGroup;
 use surefoot_core_model::Lsn;
+use surefoot_pg_tls::PgTls;
 use surefoot_source_postgres::transport::SESSION_OPTIONS;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::config::BootstrapConfig;
 use crate::error::{BootstrapError, Step, bounded};
@@ -74,11 +75,13 @@ pub struct SnapshotConnection {
 impl SnapshotConnection {
     /// Connects with `pg_config` within the connect timeout, sending `statement_timeout` to the
     /// server too, with the session settings the value decoder expects (this replaces any
-    /// `options` already set in `pg_config`).
+    /// `options` already set in `pg_config`), over TLS as `tls` says (libpq's `sslmode`).
     pub async fn open(
         mut pg_config: tokio_postgres::Config,
+        tls: &PgTls,
         config: &BootstrapConfig,
     ) -> Result<Self, BootstrapError> {
+        let connector = tls.connector(&mut pg_config).map_err(BootstrapError::Tls)?;
         pg_config
             .connect_timeout(config.connect_timeout)
             .options(format!(
@@ -88,7 +91,7 @@ impl SnapshotConnection {
         let (client, connection) = bounded(
             Step::Connect,
             config.connect_timeout,
-            pg_config.connect(NoTls),
+            pg_config.connect(connector),
         )
         .await?
         .map_err(|source| BootstrapError::query("connect", source))?;

@@ -222,7 +222,8 @@ impl PostgresProvider {
         tables: &[TableRef],
         output: &BatchSender,
     ) -> Result<Exported, BootstrapError> {
-        let connection = SnapshotConnection::open(self.sql.clone(), &self.config).await?;
+        let connection =
+            SnapshotConnection::open(self.sql.clone(), &self.source.tls, &self.config).await?;
         self.prepare(&connection).await?;
         let slot = ExportedSlot::create(&self.endpoint, self.kind, &self.config).await?;
         connection.import(slot.snapshot_name()).await?;
