@@ -19,6 +19,6 @@ pub use change::{Change, Operation, TableRef};
 pub use error::ComponentError;
 pub use position::{Lsn, LsnParseError, Position};
 pub use row::{Column, Row};
-pub use secret::Secret;
+pub use secret::{Secret, SecretUrl};
 pub use traits::{BootstrapProvider, Reaction, SnapshotComplete, SnapshotRequest, Source};
 pub use value::{Numeric, NumericParseError, Value};

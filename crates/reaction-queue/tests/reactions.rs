@@ -255,3 +255,82 @@ async fn redis_reaction_appends_to_a_stream_and_publishes() {
     assert!(error.class().is_retryable(), "{error}: {:?}", error.class());
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// The credentials a webhook URL may carry: user information, a token in the path, one in the
+/// query.
+const URL_SECRETS: [&str; 3] = ["hunter2", "T0KENPATH", "s3cr3t"];
+
+fn assert_no_url_secret(what: &str, text: &str) {
+    for secret in URL_SECRETS {
+        assert!(!text.contains(secret), "{secret} in {what}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn x_8_a_webhook_url_is_never_in_debug_errors_or_dead_letters() {
+    use surefoot_reaction_queue::dead_letter::error_chain;
+    use surefoot_reaction_queue::{Fanout, FileDeadLetters, QueueMetrics, ReactionRuntime};
+
+    let hook = Hook::default();
+    let (base, server) = serve(hook.clone()).await;
+    let with_secrets = |base: &str, route: &str| {
+        let authority = base.trim_start_matches("http://");
+        format!("http://user:hunter2@{authority}/{route}?T0KENPATH=1&token=s3cr3t")
+    };
+    let port = surefoot_test_support::free_port().unwrap();
+    let unreachable = with_secrets(&format!("http://127.0.0.1:{port}"), "hook");
+    for (url, class) in [
+        (with_secrets(&base, "reject"), ErrorClass::Permanent),
+        (unreachable, ErrorClass::Transient),
+    ] {
+        let config = quick(WebhookConfig::new(url), 1);
+        assert_no_url_secret("the config's Debug", &format!("{config:?}"));
+        let webhook = WebhookReaction::new("hook", config).unwrap();
+        assert_no_url_secret("the reaction's Debug", &format!("{webhook:?}"));
+        let error = webhook
+            .apply(&batch("s", 1, 0, 0, AckToken::detached()))
+            .await
+            .unwrap_err();
+        assert_eq!(error.class(), class, "{error}");
+        assert_no_url_secret("the error chain", &error_chain(&error));
+        assert_no_url_secret("the error's Debug", &format!("{error:?}"));
+        assert!(
+            error_chain(&error).contains("127.0.0.1"),
+            "{}",
+            error_chain(&error)
+        );
+    }
+    // The receiver saw the request, so the secrets did reach the one place that needs them.
+    assert_eq!(hook.seen.lock().unwrap().len(), 1);
+
+    // Through the runtime: the permanent failure goes to the dead-letter file without the URL.
+    let dir = tempfile::tempdir().unwrap();
+    let file = FileDeadLetters::new(dir.path().join("dead.jsonl"));
+    let webhook = WebhookReaction::new(
+        "hook",
+        quick(WebhookConfig::new(with_secrets(&base, "reject")), 1),
+    )
+    .unwrap();
+    let upstream = Fanout::new("query");
+    let runtime = ReactionRuntime::new(
+        surefoot_reaction_queue::RuntimeConfig::new("x_8_webhook", 8),
+        Arc::new(webhook) as Arc<dyn Reaction>,
+        Arc::new(file.clone()),
+        QueueMetrics::global("x_8_webhook"),
+    );
+    runtime.start(&upstream).unwrap();
+    upstream
+        .publish(batch("s", 2, 0, 0, AckToken::detached()))
+        .await
+        .unwrap();
+    let summary = runtime.stop(Duration::from_secs(30)).await;
+    assert!(summary.drained, "{summary:?}");
+    let letters = file.read_all().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_no_url_secret(
+        "the dead letter",
+        &serde_json::to_string(&letters[0]).unwrap(),
+    );
+    assert!(letters[0].error.contains("400"), "{}", letters[0].error);
+    server.stop(Duration::from_secs(5)).await;
+}

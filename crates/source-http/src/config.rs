@@ -66,16 +66,9 @@ impl std::fmt::Debug for IdempotencyBackend {
     }
 }
 
-/// `url` with any user information (`user:password@`) and query replaced by `***`.
+/// What may be shown of `url`: scheme, host and port (see `SecretUrl::redacted`).
 pub(crate) fn redacted_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, _)) => (rest, "?***"),
-        None => (rest, ""),
-    };
-    let user = if url.contains('@') { "***@" } else { "" };
-    format!("{scheme}://{user}{rest}{query}")
+    surefoot_core_model::secret::redact(url)
 }
 
 /// How idempotency keys are kept.
@@ -348,7 +341,7 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("token=abc"), "{shown}");
         assert!(
-            shown.contains("redis://***@127.0.0.1:6379/0?***"),
+            shown.contains("redis://[redacted]@127.0.0.1:6379/[redacted]"),
             "{shown}"
         );
     }

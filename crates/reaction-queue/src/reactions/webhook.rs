@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use surefoot_core_lifecycle::{Backoff, Classify, ErrorClass, Retry, RetryPolicy};
-use surefoot_core_model::{Batch, ComponentError, Reaction};
+use surefoot_core_model::{Batch, ComponentError, Reaction, SecretUrl};
 
 use super::Payload;
 
@@ -15,8 +15,9 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 /// Where and how to call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
-    /// The endpoint (`http://` or `https://`).
-    pub url: String,
+    /// The endpoint (`http://` or `https://`). A secret: its path or query is often the
+    /// endpoint's token, so `Debug`, errors and dead letters show only its scheme, host and port.
+    pub url: SecretUrl,
     /// Limit of one request, connection included.
     pub timeout: Duration,
     /// Limit of establishing the connection.
@@ -30,7 +31,7 @@ impl WebhookConfig {
     /// 10 s per request, 3 s to connect, 3 attempts from 100 ms.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            url: SecretUrl::new(url),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             retry: RetryPolicy::new(Backoff::new(
@@ -44,7 +45,7 @@ impl WebhookConfig {
     /// Every problem with the settings.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        match reqwest::Url::parse(&self.url) {
+        match reqwest::Url::parse(self.url.expose()) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
             Ok(url) => problems.push(format!(
                 "webhook.url: scheme `{}` is not http or https",
@@ -72,19 +73,19 @@ pub enum WebhookError {
         problems: Vec<String>,
     },
     /// The request could not be made or did not finish in time.
-    #[error("POST {url} failed")]
+    #[error("POST {endpoint} failed")]
     Request {
-        /// The endpoint.
-        url: String,
-        /// Why.
+        /// The endpoint, redacted ([`SecretUrl::redacted`]).
+        endpoint: String,
+        /// Why (without the URL, which reqwest would otherwise print).
         #[source]
         source: reqwest::Error,
     },
     /// The endpoint answered with a status other than 2xx.
-    #[error("POST {url} answered {status}")]
+    #[error("POST {endpoint} answered {status}")]
     Status {
-        /// The endpoint.
-        url: String,
+        /// The endpoint, redacted ([`SecretUrl::redacted`]).
+        endpoint: String,
         /// The status.
         status: StatusCode,
     },
@@ -134,9 +135,9 @@ impl WebhookReaction {
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .build()
-            .map_err(|source| WebhookError::Request {
-                url: config.url.clone(),
-                source,
+            .map_err(|source: reqwest::Error| WebhookError::Request {
+                endpoint: config.url.redacted(),
+                source: source.without_url(),
             })?;
         Ok(Self {
             name: name.into(),
@@ -147,13 +148,13 @@ impl WebhookReaction {
 
     /// One POST of `batch`.
     async fn post(&self, payload: &Payload<'_>) -> Result<(), WebhookError> {
-        let request_error = |source| WebhookError::Request {
-            url: self.config.url.clone(),
-            source,
+        let request_error = |source: reqwest::Error| WebhookError::Request {
+            endpoint: self.config.url.redacted(),
+            source: source.without_url(),
         };
         let response = self
             .client
-            .post(&self.config.url)
+            .post(self.config.url.expose())
             .header(IDEMPOTENCY_HEADER, payload.key())
             .json(payload)
             .send()
@@ -164,7 +165,7 @@ impl WebhookReaction {
             return Ok(());
         }
         Err(WebhookError::Status {
-            url: self.config.url.clone(),
+            endpoint: self.config.url.redacted(),
             status,
         })
     }
