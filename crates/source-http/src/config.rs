@@ -132,6 +132,10 @@ pub struct HttpSourceConfig {
     /// under one id. Required with the Redis backend (the documented way to run several
     /// instances); each instance needs its own, kept across restarts.
     pub instance: Option<String>,
+    /// With the Redis backend, how long an instance's lease lasts without renewal (it is
+    /// renewed every third of this). A process that dies holds its instance for at most this
+    /// long; a second process started with the same instance is refused after waiting it out.
+    pub instance_lease: Duration,
 }
 
 /// Every problem found in a configuration, with the field it concerns.
@@ -200,6 +204,7 @@ impl HttpSourceConfig {
                 capacity: 100_000,
             },
             instance: None,
+            instance_lease: Duration::from_secs(10),
         }
     }
 
@@ -240,6 +245,7 @@ impl HttpSourceConfig {
             ("read_timeout", self.read_timeout),
             ("idempotency.ttl", self.idempotency.ttl),
             ("idempotency.pending_ttl", self.idempotency.pending_ttl),
+            ("instance_lease", self.instance_lease),
         ];
         for (field, value) in positive {
             require(!value.is_zero(), format!("{field}: must be more than 0"));

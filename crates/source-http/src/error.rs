@@ -33,6 +33,25 @@ pub enum HttpSourceError {
     /// A Redis command did not answer in time.
     #[error(transparent)]
     Timeout(#[from] TimeoutError),
+    /// Another live process holds this instance's lease: two processes were started with the
+    /// same `instance` (decision 0008).
+    #[error(
+        "instance `{instance}` is served by another live process (its lease was still renewed \
+         after {waited:?}); give each process its own instance id"
+    )]
+    InstanceInUse {
+        /// The instance id.
+        instance: String,
+        /// How long the start waited for the lease.
+        waited: std::time::Duration,
+    },
+    /// This process no longer holds its instance lease (another process took it after a
+    /// renewal failed): it reserves no more sequences.
+    #[error("instance `{instance}` lost its lease to another process")]
+    LeaseLost {
+        /// The instance id.
+        instance: String,
+    },
     /// A task could not be started.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
@@ -60,7 +79,8 @@ impl Classify for HttpSourceError {
                 }
             }
             HttpSourceError::Timeout(error) => error.class(),
-            HttpSourceError::Spawn(_) => ErrorClass::Permanent,
+            HttpSourceError::InstanceInUse { .. } => ErrorClass::Configuration,
+            HttpSourceError::LeaseLost { .. } | HttpSourceError::Spawn(_) => ErrorClass::Permanent,
         }
     }
 }

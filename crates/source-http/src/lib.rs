@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 mod handler;
 pub mod idempotency;
+mod lease;
 pub mod metrics;
 mod server;
 mod settler;

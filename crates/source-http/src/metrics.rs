@@ -48,6 +48,8 @@ pub struct Stats {
     pub idempotency_errors: u64,
     /// Failed reservations of sequences in Redis.
     pub sequence_reservation_failures: u64,
+    /// Instance lease renewals that failed, or found the lease taken.
+    pub lease_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +64,7 @@ struct Counts {
     async_failed: AtomicU64,
     idempotency_errors: AtomicU64,
     sequence_reservation_failures: AtomicU64,
+    lease_failures: AtomicU64,
 }
 
 /// The source's instruments. Cloning is cheap.
@@ -76,6 +79,7 @@ pub(crate) struct HttpMetrics {
     async_failed: Counter<u64>,
     idempotency_errors: Counter<u64>,
     sequence_reservation_failures: Counter<u64>,
+    lease_failures: Counter<u64>,
     counts: Arc<Counts>,
 }
 
@@ -119,6 +123,10 @@ impl HttpMetrics {
             sequence_reservation_failures: counter(
                 "surefoot.http.sequence.reservation_failures",
                 "Failed reservations of sequences in Redis",
+            ),
+            lease_failures: counter(
+                "surefoot.http.instance_lease.failures",
+                "Instance lease renewals that failed or found the lease taken",
             ),
             counts: Arc::default(),
         }
@@ -181,6 +189,11 @@ impl HttpMetrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn lease_failed(&self) {
+        self.lease_failures.add(1, &self.attrs);
+        self.counts.lease_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let counts = &self.counts;
@@ -195,6 +208,7 @@ impl HttpMetrics {
             async_failed: read(&counts.async_failed),
             idempotency_errors: read(&counts.idempotency_errors),
             sequence_reservation_failures: read(&counts.sequence_reservation_failures),
+            lease_failures: read(&counts.lease_failures),
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::config::{HttpSourceConfig, IdempotencyBackend};
 use crate::error::HttpSourceError;
 use crate::handler::{App, router};
 use crate::idempotency::{IdempotencyStore, MemoryStore, RedisStore};
+use crate::lease::{self, InstanceLease};
 use crate::metrics::{HttpMetrics, Stats};
 use crate::{batcher, server, settler};
 
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     /// Only the batcher takes sequences, so the lock is never contended and never held across
     /// an await.
     reserved: Mutex<(u64, u64)>,
+    /// The instance lease (Redis backend): sequences are reserved under it.
+    pub(crate) lease: Option<InstanceLease>,
     /// The source id batches carry (`<id>/<instance>` with an instance).
     pub(crate) batch_source: SourceId,
     local_addr: Mutex<Option<SocketAddr>>,
@@ -68,8 +71,7 @@ impl Shared {
     /// [`SEQUENCE_BLOCK`]; while Redis cannot be reached the batch waits (an error logged and
     /// counted per attempt), and its requests are answered `503` at their `ack_timeout`.
     pub(crate) async fn take_sequences(&self, count: u64) -> u64 {
-        let (IdempotencyStore::Redis(store), Some(instance)) = (&self.store, &self.config.instance)
-        else {
+        let Some(lease) = &self.lease else {
             return self.take_local_sequences(count);
         };
         let mut backoff = Duration::from_millis(50);
@@ -83,7 +85,7 @@ impl Shared {
                 }
             }
             let block = count.max(SEQUENCE_BLOCK);
-            match store.reserve_sequences(instance, block).await {
+            match lease.reserve(block).await {
                 Ok(first) => {
                     *self.reserved.lock().unwrap_or_else(PoisonError::into_inner) =
                         (first, first.saturating_add(block));
@@ -100,6 +102,12 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Forgets the block of sequences reserved under a lease that may be gone: the next batch
+    /// must reserve again, which only the lease's holder can.
+    pub(crate) fn drop_reserved_sequences(&self) {
+        *self.reserved.lock().unwrap_or_else(PoisonError::into_inner) = (0, 0);
     }
 
     /// Sequences from this process's counter (memory backend).
@@ -143,7 +151,16 @@ impl HttpSource {
         })?;
         let store =
             store(&config).map_err(|error| ComponentError::classified("configure", error))?;
+        let lease = match (&store, &config.instance) {
+            (IdempotencyStore::Redis(redis), Some(instance)) => Some(InstanceLease::new(
+                Arc::clone(redis),
+                instance,
+                config.instance_lease,
+            )),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
+            lease,
             metrics: HttpMetrics::global(config.id.as_str()),
             auth: Authenticator::new(&config.auth),
             output,
@@ -283,6 +300,16 @@ impl IngestService {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(local);
         shared.raise_sequence();
+        if let Some(lease) = &shared.lease {
+            lease.acquire().await?;
+        }
+        // Started first, so stopped last: the lease is held until every other task is gone.
+        let lease_shared = Arc::clone(&shared);
+        // A lost lease fails the source: the supervisor tolerates no task failure.
+        supervisor.spawn("lease", RestartPolicy::OnFailure, move |cancel| {
+            let shared = Arc::clone(&lease_shared);
+            async move { lease::run(shared, cancel).await.map_err(TaskError::from) }
+        })?;
         let capacity = shared.config.queue_requests;
         let (submissions, submitted) = mpsc::channel(capacity);
         let (watches, watched) = mpsc::channel(capacity);

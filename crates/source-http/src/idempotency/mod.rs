@@ -18,7 +18,7 @@
 //! A key reused with a different body (or endpoint) gets `422` and ingests nothing.
 
 mod memory;
-mod redis_store;
+pub(crate) mod redis_store;
 
 use std::sync::Arc;
 

@@ -93,7 +93,7 @@ impl RedisStore {
         Ok(opened)
     }
 
-    async fn query<T: redis::FromRedisValue>(
+    pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,
         operation: &'static str,
         command: &redis::Cmd,
@@ -116,23 +116,9 @@ impl RedisStore {
         result?.map_err(|source| HttpSourceError::Redis { operation, source })
     }
 
-    /// Reserves `count` consecutive sequences for `instance` from its counter in Redis
-    /// (`<prefix>sequence:<instance>`, only ever increased) and returns the first. The counter
-    /// outlives the process and ignores the wall clock, so a restarted instance continues above
-    /// every position it handed out before, even if the clock went back (issue 14, X-2).
-    pub(crate) async fn reserve_sequences(
-        &self,
-        instance: &str,
-        count: u64,
-    ) -> Result<u64, HttpSourceError> {
-        let key = format!("{}sequence:{instance}", self.namespace);
-        let end: u64 = self
-            .query(
-                "reserve sequences",
-                redis::cmd("INCRBY").arg(key).arg(count),
-            )
-            .await?;
-        Ok(end.saturating_sub(count).saturating_add(1))
+    /// `name` in this store's namespace (the configured prefix).
+    pub(crate) fn namespaced(&self, name: &str) -> String {
+        format!("{}{name}", self.namespace)
     }
 
     fn redis_key(&self, key: &str) -> String {
