@@ -29,6 +29,8 @@ pub struct Applied {
     pub overlapping: u64,
     /// Records kept.
     pub records: usize,
+    /// The highest stored position applied (`(sequence, 0)` for a sequence).
+    pub highest: Option<(i64, i64)>,
 }
 
 /// Reading the records failed.
@@ -99,6 +101,7 @@ pub fn summarise(mut records: Vec<Record>) -> Applied {
         changes: records.iter().map(|record| u64::from(record.count)).sum(),
         overlapping,
         records: records.len(),
+        highest,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod datum;
+pub mod durable;
 mod engine;
 pub mod error;
 pub mod expr;
@@ -13,5 +14,6 @@ pub mod query;
 mod settle;
 
 pub use catalog::{Catalog, TableSchema};
+pub use durable::{DurableError, DurableQuery};
 pub use error::{EvalError, QueryError, TextPosition};
 pub use query::{ContinuousQuery, OUTPUT_SCHEMA, QueryHealth, QueryStats};

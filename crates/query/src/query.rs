@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use surefoot_core_model::{Batch, Change, Position, Row, SourceId, TableRef};
+use surefoot_core_model::{AckToken, Batch, Change, Position, Row, SourceId, TableRef};
 
 use crate::catalog::Catalog;
 use crate::datum::Tuple;
-use crate::engine::{Diff, Engine};
+use crate::engine::{Diff, Engine, Touched};
 use crate::error::{EvalError, QueryError};
 use crate::metrics::QueryMetrics;
 use crate::plan::{self, Output, Plan};
@@ -218,6 +218,50 @@ impl ContinuousQuery {
             changes: changes.into(),
             ack: self.settler.output(batch.ack),
         }))
+    }
+
+    /// Records the input rows every change touches, for a durable copy (`DurableQuery`).
+    pub(crate) fn track_inputs(&mut self) {
+        self.engine.track();
+    }
+
+    /// Per input table, the rows changed since the last call.
+    pub(crate) fn take_touched(&mut self) -> Vec<Touched> {
+        self.engine.take_touched()
+    }
+
+    /// Every source's last applied position.
+    pub(crate) fn last_inputs(&self) -> &HashMap<SourceId, Position> {
+        &self.last_input
+    }
+
+    /// Puts back the state a durable copy holds: each input table's rows (by table index),
+    /// the next sequence and the last position applied per source. The result they make is
+    /// the result already emitted, so no diff comes of it.
+    pub(crate) fn restore(
+        &mut self,
+        rows: Vec<Vec<Tuple>>,
+        next_sequence: u64,
+        last_input: HashMap<SourceId, Position>,
+    ) -> Result<(), EvalError> {
+        for (index, rows) in rows.into_iter().enumerate() {
+            self.engine.restore(index, rows)?;
+        }
+        self.next_sequence = next_sequence;
+        self.last_input = last_input;
+        Ok(())
+    }
+
+    /// A token for a result batch sent again after a restart: input batches without diffs
+    /// that come after it are settled only once it has settled, as for any result batch.
+    pub(crate) fn resent_token(&self, on_settled: AckToken) -> AckToken {
+        self.settler.output(on_settled)
+    }
+
+    /// Stops the query: its durable copy could not be written.
+    pub(crate) fn fail(&mut self, reason: String) {
+        self.metrics.failure();
+        self.health = QueryHealth::Failed { reason };
     }
 
     fn row(&self, key: &Tuple, row: &Tuple) -> Row {

@@ -20,6 +20,7 @@ use crate::plan::{Output, Plan};
 
 pub(crate) use output::Diff;
 use output::Results;
+pub(crate) use table::Touched;
 use table::{Delta, TableInput};
 
 /// A wide tuple (the join of the tables so far) seen as expression input.
@@ -100,6 +101,30 @@ impl Engine {
         self.results.current()
     }
 
+    /// Records the input rows every change touches, for [`Engine::take_touched`].
+    pub(crate) fn track(&mut self) {
+        self.tables.iter_mut().for_each(TableInput::track);
+    }
+
+    /// Per input table (by index), the rows changed since the last call.
+    pub(crate) fn take_touched(&mut self) -> Vec<Touched> {
+        self.tables
+            .iter_mut()
+            .map(TableInput::take_touched)
+            .collect()
+    }
+
+    /// Puts back input rows kept before a restart into table `index`, and folds them into the
+    /// result; the diffs they make are the result already emitted, so they are dropped.
+    pub(crate) fn restore(&mut self, index: usize, rows: Vec<Tuple>) -> Result<(), EvalError> {
+        for row in rows {
+            let mut deltas = Vec::with_capacity(2);
+            self.tables[index].restore(row, &mut deltas)?;
+            self.propagate(index, deltas)?;
+        }
+        self.results.finish(&self.plan).map(drop)
+    }
+
     /// Applies the changes of one batch and returns its diffs, by key.
     pub(crate) fn apply(
         &mut self,
@@ -119,6 +144,11 @@ impl Engine {
     fn apply_change(&mut self, index: usize, change: &Change) -> Result<(), EvalError> {
         let mut deltas: Vec<Delta> = Vec::new();
         self.tables[index].apply(change, &mut deltas)?;
+        self.propagate(index, deltas)
+    }
+
+    /// Sends table `index`'s deltas through the join stages after it into the result.
+    fn propagate(&mut self, index: usize, mut deltas: Vec<Delta>) -> Result<(), EvalError> {
         if deltas.is_empty() {
             return Ok(());
         }

@@ -15,6 +15,16 @@ use crate::plan::PlanTable;
 /// A weighted tuple: `+1` added, `-1` removed.
 pub(crate) type Delta = (Tuple, i64);
 
+/// What a batch did to one input table's kept rows, for a durable copy of them.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Touched {
+    /// The table was emptied (TRUNCATE) before the rows below.
+    pub(crate) truncated: bool,
+    /// Keys changed since the last [`TableInput::take_touched`], with the row now kept (`None`:
+    /// removed).
+    pub(crate) rows: Vec<(Tuple, Option<Tuple>)>,
+}
+
 /// One input table's kept rows, by key.
 #[derive(Debug)]
 pub(crate) struct TableInput {
@@ -22,6 +32,11 @@ pub(crate) struct TableInput {
     kept: Vec<Arc<str>>,
     key_len: usize,
     rows: Map<Tuple, Tuple>,
+    /// Whether changed keys are recorded (for a durable copy of the rows).
+    tracking: bool,
+    /// Keys changed since the last `take_touched`, when tracking.
+    touched: Vec<Tuple>,
+    truncated: bool,
 }
 
 impl TableInput {
@@ -31,6 +46,59 @@ impl TableInput {
             kept: table.kept.clone(),
             key_len: table.key_len(),
             rows: Map::default(),
+            tracking: false,
+            touched: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    /// Records the keys every change touches from now on, for [`TableInput::take_touched`].
+    pub(crate) fn track(&mut self) {
+        self.tracking = true;
+    }
+
+    /// The keys changed since the last call, each with the row now kept; clears the record.
+    pub(crate) fn take_touched(&mut self) -> Touched {
+        let mut keys = std::mem::take(&mut self.touched);
+        keys.sort();
+        keys.dedup();
+        let rows = keys
+            .into_iter()
+            .map(|key| {
+                let row = self.rows.get(&key).cloned();
+                (key, row)
+            })
+            .collect();
+        Touched {
+            truncated: std::mem::take(&mut self.truncated),
+            rows,
+        }
+    }
+
+    /// Puts back a row kept before a restart, appending its delta; it is not recorded as
+    /// touched (it is already durable).
+    pub(crate) fn restore(&mut self, row: Tuple, out: &mut Vec<Delta>) -> Result<(), EvalError> {
+        if row.len() != self.kept.len() {
+            return Err(EvalError::MissingColumn {
+                table: self.name.clone(),
+                column: format!(
+                    "{} kept columns, the stored row has {}",
+                    self.kept.len(),
+                    row.len()
+                ),
+            });
+        }
+        let key = row[..self.key_len].to_vec();
+        if let Some(old) = self.rows.insert(key, row.clone()) {
+            out.push((old, -1));
+        }
+        out.push((row, 1));
+        Ok(())
+    }
+
+    fn touch(&mut self, key: &[Datum]) {
+        if self.tracking {
+            self.touched.push(key.to_vec());
         }
     }
 
@@ -50,6 +118,7 @@ impl TableInput {
             Operation::Insert { after } => {
                 let row = self.extract(after, None)?;
                 let key = row[..self.key_len].to_vec();
+                self.touch(&key);
                 if let Some(old) = self.rows.insert(key, row.clone()) {
                     // An insert over a key the query holds: the source re-sent it or the table
                     // was changed behind it; the new row replaces the old one.
@@ -66,6 +135,8 @@ impl TableInput {
                     return Err(self.missing("update", &old_key));
                 };
                 let new = self.extract(after, Some(held))?;
+                self.touch(&old_key);
+                self.touch(&new[..self.key_len]);
                 if new[..self.key_len] == old_key[..] {
                     // The common case: the key stays; replace the row in place.
                     if let Some(slot) = self.rows.get_mut(&old_key)
@@ -98,9 +169,12 @@ impl TableInput {
                 let Some(old) = self.rows.remove(&old_key) else {
                     return Err(self.missing("delete", &old_key));
                 };
+                self.touch(&old_key);
                 out.push((old, -1));
             }
             Operation::Truncate => {
+                self.touched.clear();
+                self.truncated = true;
                 out.extend(self.rows.drain().map(|(_, row)| (row, -1)));
             }
         }
