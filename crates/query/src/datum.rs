@@ -173,8 +173,9 @@ impl Hash for Datum {
     }
 }
 
-/// A tuple of datums.
-pub type Tuple = Vec<Datum>;
+/// A tuple of datums: up to four inline, since keys and most kept rows are short (the
+/// engine makes and drops tuples per change; inline ones cost no allocation).
+pub type Tuple = smallvec::SmallVec<[Datum; 4]>;
 
 /// A hash map of the query's state: foldhash, seeded per map (minimal DoS resistance, much
 /// faster than SipHash on tuples).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use surefoot_core_model::{Batch, Change, Position, Value};
+use surefoot_core_model::{Batch, Change, Operation, Position, Row, Value};
 
 use super::DurableError;
 use crate::datum::{Datum, Tuple};
@@ -13,6 +13,9 @@ use crate::datum::{Datum, Tuple};
 /// A tuple as stored: its values in the table's kept-column order.
 pub(crate) fn encode_tuple(tuple: &Tuple) -> Result<Vec<u8>, DurableError> {
     let values: Vec<Value> = tuple.iter().map(Datum::to_value).collect();
+    for (place, value) in values.iter().enumerate() {
+        refuse_unstorable(&format!("#{}", place + 1), value)?;
+    }
     serde_json::to_vec(&values).map_err(DurableError::Codec)
 }
 
@@ -59,6 +62,13 @@ impl StoredBatch {
     }
 
     pub(crate) fn encode(&self) -> Result<Vec<u8>, DurableError> {
+        for change in &self.changes {
+            for row in rows_of(change) {
+                for column in row.columns() {
+                    refuse_unstorable(&column.name, &column.value)?;
+                }
+            }
+        }
         serde_json::to_vec(self).map_err(DurableError::Codec)
     }
 
@@ -68,5 +78,77 @@ impl StoredBatch {
 
     pub(crate) fn changes(&self) -> Arc<[Change]> {
         self.changes.clone().into()
+    }
+}
+
+/// JSON has no NaN or infinity (serde_json would write `null`), so such a float would read
+/// back as another value: refuse it before anything is written.
+fn refuse_unstorable(column: &str, value: &Value) -> Result<(), DurableError> {
+    let finite = match value {
+        Value::Float32(float) => float.is_finite(),
+        Value::Float64(float) => float.is_finite(),
+        _ => true,
+    };
+    if finite {
+        return Ok(());
+    }
+    Err(DurableError::NotStorable {
+        column: column.to_owned(),
+        value: format!("{value:?}"),
+    })
+}
+
+/// Every row a change carries.
+fn rows_of(change: &Change) -> impl Iterator<Item = &Row> {
+    let (first, second, third) = match &change.operation {
+        Operation::Insert { after } => (Some(after), None, None),
+        Operation::Update { key, before, after } => (key.as_ref(), before.as_ref(), Some(after)),
+        Operation::Delete { key, before } => (key.as_ref(), before.as_ref(), None),
+        Operation::Truncate => (None, None, None),
+    };
+    first.into_iter().chain(second).chain(third)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surefoot_core_model::TableRef;
+
+    #[test]
+    fn a_nan_or_infinity_is_refused_not_stored_as_null() {
+        let tuple: Tuple =
+            smallvec::smallvec![Datum::from_value(&Value::Float64(f64::NAN)).unwrap()];
+        assert!(matches!(
+            encode_tuple(&tuple),
+            Err(DurableError::NotStorable { .. })
+        ));
+        let row = Row::new().with("ratio", Value::Float32(f32::INFINITY));
+        let batch = StoredBatch {
+            first: Position::Sequence(1),
+            last: Position::Sequence(1),
+            commit_time: None,
+            changes: vec![Change::insert(
+                Position::Sequence(1),
+                TableRef::new("query", "q"),
+                row,
+            )],
+        };
+        let error = batch.encode().unwrap_err();
+        assert!(error.to_string().contains("`ratio`"), "{error}");
+    }
+
+    #[test]
+    fn finite_values_round_trip() {
+        let values = [
+            Value::Float64(1.5),
+            Value::Int64(7),
+            Value::Text("a".into()),
+        ];
+        let tuple: Tuple = values
+            .iter()
+            .map(|value| Datum::from_value(value).unwrap())
+            .collect();
+        let decoded = decode_tuple(&encode_tuple(&tuple).unwrap()).unwrap();
+        assert_eq!(decoded, tuple);
     }
 }

@@ -50,6 +50,15 @@ pub enum DurableError {
     /// The store holds something it could not have written.
     #[error("query state is corrupt: {0}")]
     Corrupt(String),
+    /// A value cannot be stored so that it reads back as itself (NaN or an infinity in a
+    /// `real` or `double precision` column): the batch fails rather than store another value.
+    #[error("column `{column}` holds {value}, which the query state store cannot keep")]
+    NotStorable {
+        /// The column, or its place in the kept row.
+        column: String,
+        /// The value, as text.
+        value: String,
+    },
     /// The store was made for another query (or another catalog): its state does not apply.
     #[error(
         "the state store was made for another query (`{stored}`), not `{given}`; give this query \
@@ -67,9 +76,10 @@ impl Classify for DurableError {
     fn class(&self) -> ErrorClass {
         match self {
             DurableError::Query(_) | DurableError::Changed { .. } => ErrorClass::Configuration,
-            DurableError::Eval(_) | DurableError::Corrupt(_) | DurableError::Codec(_) => {
-                ErrorClass::Permanent
-            }
+            DurableError::Eval(_)
+            | DurableError::Corrupt(_)
+            | DurableError::Codec(_)
+            | DurableError::NotStorable { .. } => ErrorClass::Permanent,
             DurableError::Store(_) => ErrorClass::Transient,
         }
     }

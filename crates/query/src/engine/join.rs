@@ -6,10 +6,11 @@
 //! goes they come back.
 
 use crate::datum::{Datum, Map, Tuple};
+use crate::engine::entries::Entries;
 use crate::engine::table::Delta;
 use crate::plan::JoinKind;
 
-type Index = Map<Tuple, Map<Tuple, i64>>;
+type Index = Map<Tuple, Entries>;
 
 /// One join stage's state.
 #[derive(Debug)]
@@ -35,34 +36,24 @@ fn key_of(tuple: &Tuple, positions: &[usize]) -> Option<Tuple> {
 /// Adds `weight` of `tuple` under `key`; returns the change in the number of entries.
 fn add(index: &mut Index, key: Tuple, tuple: Tuple, weight: i64) -> isize {
     let Some(entries) = index.get_mut(&key) else {
-        let mut entries = Map::default();
-        entries.insert(tuple, weight);
-        index.insert(key, entries);
+        index.insert(key, Entries::of(tuple, weight));
         return 1;
     };
-    let Some(entry) = entries.get_mut(&tuple) else {
-        entries.insert(tuple, weight);
-        return 1;
-    };
-    *entry += weight;
-    if *entry != 0 {
-        return 0;
-    }
-    entries.remove(&tuple);
+    let change = entries.add(tuple, weight);
     if entries.is_empty() {
         index.remove(&key);
     }
-    -1
+    change
 }
 
 fn total(index: &Index, key: &Tuple) -> i64 {
-    index.get(key).map_or(0, |entries| entries.values().sum())
+    index.get(key).map_or(0, Entries::total)
 }
 
 fn concat(left: &Tuple, right: &Tuple) -> Tuple {
-    let mut joined = Vec::with_capacity(left.len() + right.len());
-    joined.extend_from_slice(left);
-    joined.extend_from_slice(right);
+    let mut joined = Tuple::with_capacity(left.len() + right.len());
+    joined.extend(left.iter().cloned());
+    joined.extend(right.iter().cloned());
     joined
 }
 
@@ -85,7 +76,7 @@ impl JoinOp {
     }
 
     fn padded(&self, left: &Tuple) -> Tuple {
-        concat(left, &vec![Datum::Null; self.right_width])
+        concat(left, &smallvec::smallvec![Datum::Null; self.right_width])
     }
 
     /// Rows of state held (both sides).
@@ -98,8 +89,7 @@ impl JoinOp {
     }
 
     /// Deltas of the left input in, deltas of the join out.
-    pub(crate) fn left_delta(&mut self, deltas: Vec<Delta>) -> Vec<Delta> {
-        let mut out = Vec::new();
+    pub(crate) fn left_delta(&mut self, deltas: impl Iterator<Item = Delta>, out: &mut Vec<Delta>) {
         for (tuple, weight) in deltas {
             let Some(key) = key_of(&tuple, &self.left_key) else {
                 if self.kind == JoinKind::Left {
@@ -109,7 +99,7 @@ impl JoinOp {
             };
             match self.right.get(&key) {
                 Some(matches) if !matches.is_empty() => {
-                    for (right, right_weight) in matches {
+                    for (right, right_weight) in matches.iter() {
                         out.push((concat(&tuple, right), weight * right_weight));
                     }
                 }
@@ -119,18 +109,20 @@ impl JoinOp {
             let change = add(&mut self.left, key, tuple, weight);
             self.count(change);
         }
-        out
     }
 
     /// Deltas of the right table in, deltas of the join out.
-    pub(crate) fn right_delta(&mut self, deltas: Vec<Delta>) -> Vec<Delta> {
-        let mut out = Vec::new();
+    pub(crate) fn right_delta(
+        &mut self,
+        deltas: impl Iterator<Item = Delta>,
+        out: &mut Vec<Delta>,
+    ) {
         for (tuple, weight) in deltas {
             let Some(key) = key_of(&tuple, &self.right_key) else {
                 continue;
             };
             if let Some(lefts) = self.left.get(&key) {
-                for (left, left_weight) in lefts {
+                for (left, left_weight) in lefts.iter() {
                     out.push((concat(left, &tuple), left_weight * weight));
                 }
             }
@@ -151,11 +143,10 @@ impl JoinOp {
                 _ => continue,
             };
             if let Some(lefts) = self.left.get(&key) {
-                for (left, left_weight) in lefts {
+                for (left, left_weight) in lefts.iter() {
                     out.push((self.padded(left), sign * left_weight));
                 }
             }
         }
-        out
     }
 }

@@ -5,6 +5,7 @@
 //! projection or the grouping. The result is kept by key, so each batch ends with one diff per
 //! key it touched: added, updated (before and after) or deleted.
 
+mod entries;
 mod group;
 mod join;
 mod output;
@@ -49,6 +50,8 @@ pub(crate) struct Engine {
     joins: Vec<join::JoinOp>,
     offsets: Vec<usize>,
     results: Results,
+    /// Delta buffers reused from change to change (a change's deltas, a join stage's output).
+    scratch: (Vec<Delta>, Vec<Delta>),
 }
 
 impl Engine {
@@ -81,6 +84,7 @@ impl Engine {
             joins,
             offsets,
             results,
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 
@@ -118,9 +122,11 @@ impl Engine {
     /// result; the diffs they make are the result already emitted, so they are dropped.
     pub(crate) fn restore(&mut self, index: usize, rows: Vec<Tuple>) -> Result<(), EvalError> {
         for row in rows {
-            let mut deltas = Vec::with_capacity(2);
+            let mut deltas = std::mem::take(&mut self.scratch.0);
             self.tables[index].restore(row, &mut deltas)?;
-            self.propagate(index, deltas)?;
+            let propagated = self.propagate(index, &mut deltas);
+            self.scratch.0 = deltas;
+            propagated?;
         }
         self.results.finish(&self.plan).map(drop)
     }
@@ -142,35 +148,40 @@ impl Engine {
     }
 
     fn apply_change(&mut self, index: usize, change: &Change) -> Result<(), EvalError> {
-        let mut deltas: Vec<Delta> = Vec::new();
-        self.tables[index].apply(change, &mut deltas)?;
-        self.propagate(index, deltas)
+        let mut deltas = std::mem::take(&mut self.scratch.0);
+        let applied = self.tables[index].apply(change, &mut deltas);
+        let propagated = applied.and_then(|()| self.propagate(index, &mut deltas));
+        // Emptied on success; after an error the query fails, so what is left never counts.
+        deltas.clear();
+        self.scratch.0 = deltas;
+        propagated
     }
 
-    /// Sends table `index`'s deltas through the join stages after it into the result.
-    fn propagate(&mut self, index: usize, mut deltas: Vec<Delta>) -> Result<(), EvalError> {
+    /// Sends table `index`'s deltas through the join stages after it into the result, leaving
+    /// `deltas` empty.
+    fn propagate(&mut self, index: usize, deltas: &mut Vec<Delta>) -> Result<(), EvalError> {
         if deltas.is_empty() {
             return Ok(());
         }
-        if self.joins.is_empty() {
-            return self.emit(deltas);
-        }
-        deltas = if index == 0 {
-            self.joins[0].left_delta(deltas)
-        } else {
-            self.joins[index - 1].right_delta(deltas)
-        };
-        for stage in index.max(1)..self.joins.len() {
+        let mut joined = std::mem::take(&mut self.scratch.1);
+        for stage in index.saturating_sub(1)..self.joins.len() {
             if deltas.is_empty() {
                 break;
             }
-            deltas = self.joins[stage].left_delta(deltas);
+            joined.clear();
+            if stage + 1 == index {
+                self.joins[stage].right_delta(deltas.drain(..), &mut joined);
+            } else {
+                self.joins[stage].left_delta(deltas.drain(..), &mut joined);
+            }
+            std::mem::swap(deltas, &mut joined);
         }
-        self.emit(deltas)
+        self.scratch.1 = joined;
+        self.emit(deltas.drain(..))
     }
 
     /// Filters the join's deltas and folds them into the result.
-    fn emit(&mut self, deltas: Vec<Delta>) -> Result<(), EvalError> {
+    fn emit(&mut self, deltas: impl Iterator<Item = Delta>) -> Result<(), EvalError> {
         for (tuple, weight) in deltas {
             let wide = Wide {
                 tuple: &tuple,

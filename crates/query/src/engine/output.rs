@@ -160,9 +160,9 @@ impl Results {
             if self.global
                 && let Output::Group { aggregates, .. } = &plan.output
             {
-                self.touch(&Vec::new());
+                self.touch(&Tuple::new());
                 self.groups
-                    .entry(Vec::new())
+                    .entry(Tuple::new())
                     .or_insert_with(|| Group::new(aggregates));
             }
         }

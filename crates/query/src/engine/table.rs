@@ -88,7 +88,7 @@ impl TableInput {
                 ),
             });
         }
-        let key = row[..self.key_len].to_vec();
+        let key = Tuple::from(&row[..self.key_len]);
         if let Some(old) = self.rows.insert(key, row.clone()) {
             out.push((old, -1));
         }
@@ -98,7 +98,7 @@ impl TableInput {
 
     fn touch(&mut self, key: &[Datum]) {
         if self.tracking {
-            self.touched.push(key.to_vec());
+            self.touched.push(Tuple::from(key));
         }
     }
 
@@ -117,7 +117,7 @@ impl TableInput {
         match &change.operation {
             Operation::Insert { after } => {
                 let row = self.extract(after, None)?;
-                let key = row[..self.key_len].to_vec();
+                let key = Tuple::from(&row[..self.key_len]);
                 self.touch(&key);
                 if let Some(old) = self.rows.insert(key, row.clone()) {
                     // An insert over a key the query holds: the source re-sent it or the table
@@ -151,7 +151,7 @@ impl TableInput {
                 let Some(old) = self.rows.remove(&old_key) else {
                     return Err(self.missing("update", &old_key));
                 };
-                let new_key = new[..self.key_len].to_vec();
+                let new_key = Tuple::from(&new[..self.key_len]);
                 if let Some(displaced) = self.rows.insert(new_key, new.clone()) {
                     out.push((displaced, -1));
                 }
