@@ -1,6 +1,8 @@
 //! Changes/s through a filter, a join and a group-by, each against the same work done by a
 //! hand-written `HashMap` loop in the same run (the limit): read the changed rows' columns,
-//! keep what retraction needs, and build the result diffs as `Change`s.
+//! keep what retraction needs, fold each batch into one diff per touched result key (insert,
+//! update with before and after, delete with key and before) and build them as the same
+//! `Change`s. The run fails unless both emit the same number of diffs.
 //!
 //! Workload per query: inserts of 20,000 `a` rows and 40,000 `b` rows, then 140,000 updates
 //! (values and join columns; no key changes) and deletes with re-inserts, in batches of 100
@@ -12,13 +14,18 @@
 // A benchmark program: it reports on stdout, and a failed unwrap is the run failing.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{HashMap, HashSet};
+#[path = "throughput/folded.rs"]
+mod folded;
+
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use surefoot_core_model::{
     AckToken, Batch, Change, Lsn, Operation, Position, Row, SourceId, TableRef, Value,
 };
 use surefoot_query::{Catalog, ContinuousQuery, TableSchema};
+
+use folded::Folded;
 
 const A_ROWS: i64 = 20_000;
 const B_ROWS: i64 = 40_000;
@@ -132,16 +139,6 @@ fn int(row: &Row, name: &str) -> i64 {
     }
 }
 
-fn out(row: Row) -> Change {
-    Change::insert(Position::Sequence(0), TableRef::new("query", "q"), row)
-}
-
-fn pair(a: i64, b: i64) -> Row {
-    Row::new()
-        .with("a", Value::Int64(a))
-        .with("b", Value::Int64(b))
-}
-
 /// The id of a change's row and its new row, if any.
 fn id_and_after(change: &Change) -> (i64, Option<&Row>) {
     match &change.operation {
@@ -155,97 +152,88 @@ fn id_and_after(change: &Change) -> (i64, Option<&Row>) {
 
 /// Hand-written: `SELECT id, x FROM a WHERE x > 0`.
 fn limit_filter(batches: &[Vec<Change>]) -> usize {
-    let mut rows: HashMap<i64, i64> = HashMap::new();
+    let table_a = a();
+    let mut result: Folded<i64, (i64, i64)> = Folded::new(&["id", "x"], &["_key.a.id"]);
     let mut diffs = 0;
     for batch in batches {
-        let mut emitted = Vec::new();
-        for change in batch.iter().filter(|c| c.table == a()) {
+        for change in batch.iter().filter(|c| c.table == table_a) {
             let (id, after) = id_and_after(change);
-            let old = match after {
-                Some(row) => rows.insert(id, int(row, "x")),
-                None => rows.remove(&id),
-            };
-            let new = after.map(|row| int(row, "x"));
-            let (was, is) = (old.filter(|x| *x > 0), new.filter(|x| *x > 0));
-            if was != is {
-                emitted.push(out(pair(id, is.or(was).unwrap())));
-            }
+            let x = after.map(|row| int(row, "x")).filter(|x| *x > 0);
+            result.set(id, x.map(|x| (id, x)));
         }
-        diffs += emitted.len();
+        diffs += result.finish().len();
     }
     diffs
 }
 
 /// Hand-written: `SELECT a.id, b.id, a.x + b.y FROM a JOIN b ON b.a_id = a.id`.
 fn limit_join(batches: &[Vec<Change>]) -> usize {
+    let table_a = a();
     let mut a_rows: HashMap<i64, i64> = HashMap::new();
     let mut b_rows: HashMap<i64, (i64, i64)> = HashMap::new();
-    let mut by_a: HashMap<i64, HashSet<i64>> = HashMap::new();
+    let mut by_a: HashMap<i64, HashMap<i64, i64>> = HashMap::new();
+    let mut result: Folded<(i64, i64), (i64, i64, i64)> =
+        Folded::new(&["id", "bid", "total"], &["_key.a.id", "_key.b.id"]);
     let mut diffs = 0;
     for batch in batches {
-        let mut emitted = Vec::new();
         for change in batch {
             let (id, after) = id_and_after(change);
-            if change.table == a() {
-                match after {
-                    Some(row) => a_rows.insert(id, int(row, "x")),
+            if change.table == table_a {
+                let x = after.map(|row| int(row, "x"));
+                match x {
+                    Some(x) => a_rows.insert(id, x),
                     None => a_rows.remove(&id),
                 };
-                for b_id in by_a.get(&id).into_iter().flatten() {
-                    emitted.push(out(pair(id, *b_id)));
+                for (b_id, y) in by_a.get(&id).into_iter().flatten() {
+                    result.set((id, *b_id), x.map(|x| (id, *b_id, x + y)));
                 }
             } else {
                 if let Some((old_a, _)) = b_rows.remove(&id) {
-                    by_a.get_mut(&old_a).map(|set| set.remove(&id));
-                    if a_rows.contains_key(&old_a) {
-                        emitted.push(out(pair(old_a, id)));
-                    }
+                    by_a.get_mut(&old_a).map(|bs| bs.remove(&id));
+                    result.set((old_a, id), None);
                 }
                 if let Some(row) = after {
                     let (a_id, y) = (int(row, "a_id"), int(row, "y"));
                     b_rows.insert(id, (a_id, y));
-                    by_a.entry(a_id).or_default().insert(id);
+                    by_a.entry(a_id).or_default().insert(id, y);
                     if let Some(x) = a_rows.get(&a_id) {
-                        emitted.push(out(pair(id, x + y)));
+                        result.set((a_id, id), Some((a_id, id, x + y)));
                     }
                 }
             }
         }
-        diffs += emitted.len();
+        diffs += result.finish().len();
     }
     diffs
 }
 
 /// Hand-written: `SELECT g, count(*), sum(x) FROM a GROUP BY g`.
 fn limit_group(batches: &[Vec<Change>]) -> usize {
+    let table_a = a();
     let mut rows: HashMap<i64, (i64, i64)> = HashMap::new();
-    let mut groups: HashMap<i64, (i64, i64)> = HashMap::new();
+    let mut result: Folded<i64, (i64, i64, i64)> = Folded::new(&["g", "n", "s"], &["_key.1"]);
     let mut diffs = 0;
     for batch in batches {
-        let mut touched = HashSet::new();
-        for change in batch.iter().filter(|c| c.table == a()) {
+        for change in batch.iter().filter(|c| c.table == table_a) {
             let (id, after) = id_and_after(change);
             let new = after.map(|row| (int(row, "g"), int(row, "x")));
             let old = match new {
                 Some(new) => rows.insert(id, new),
                 None => rows.remove(&id),
             };
-            if let Some((g, x)) = old {
-                let group = groups.entry(g).or_default();
-                *group = (group.0 - 1, group.1 - x);
-                touched.insert(g);
+            let mut add = |(g, x): (i64, i64), sign: i64| {
+                let (_, n, s) = result.get(&g).copied().unwrap_or((g, 0, 0));
+                let (n, s) = (n + sign, s + sign * x);
+                result.set(g, (n > 0).then_some((g, n, s)));
+            };
+            if let Some(old) = old {
+                add(old, -1);
             }
-            if let Some((g, x)) = new {
-                let group = groups.entry(g).or_default();
-                *group = (group.0 + 1, group.1 + x);
-                touched.insert(g);
+            if let Some(new) = new {
+                add(new, 1);
             }
         }
-        let emitted: Vec<Change> = touched
-            .into_iter()
-            .map(|g| out(pair(groups[&g].0, groups[&g].1)))
-            .collect();
-        diffs += emitted.len();
+        diffs += result.finish().len();
     }
     diffs
 }
@@ -313,6 +301,10 @@ fn main() {
             our_diffs = ours(sql, &shared);
             our_times.push(started.elapsed());
         }
+        assert_eq!(
+            our_diffs, limit_diffs,
+            "{name}: the hand-written loop must emit the query's diffs"
+        );
         let rate = |t: Duration| changes as f64 / t.as_secs_f64();
         let (our_rate, limit_rate) = (rate(median(our_times)), rate(median(limit_times)));
         println!(

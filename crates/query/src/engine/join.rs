@@ -8,6 +8,7 @@
 use crate::datum::{Datum, Map, Tuple};
 use crate::engine::entries::Entries;
 use crate::engine::table::Delta;
+use crate::error::EvalError;
 use crate::plan::JoinKind;
 
 type Index = Map<Tuple, Entries>;
@@ -20,7 +21,8 @@ pub(crate) struct JoinOp {
     left_key: Vec<usize>,
     /// Positions of the key columns in the right table's tuple.
     right_key: Vec<usize>,
-    right_width: usize,
+    /// A right tuple of NULLs, padding a LEFT JOIN's unmatched left rows.
+    nulls: Tuple,
     left: Index,
     right: Index,
     /// Entries in both indexes.
@@ -50,11 +52,27 @@ fn total(index: &Index, key: &Tuple) -> i64 {
     index.get(key).map_or(0, Entries::total)
 }
 
-fn concat(left: &Tuple, right: &Tuple) -> Tuple {
+/// The joined tuple of a left and a right part, for a stage whose output feeds another join.
+pub(crate) fn concat(left: &[Datum], right: &[Datum]) -> Tuple {
     let mut joined = Tuple::with_capacity(left.len() + right.len());
     joined.extend(left.iter().cloned());
     joined.extend(right.iter().cloned());
     joined
+}
+
+/// Receives each joined delta as its left part, its right part and its weight; the parts are
+/// borrowed so the last stage's output is evaluated without building the joined tuple.
+pub(crate) trait JoinSink {
+    /// One joined delta.
+    fn joined(&mut self, left: &[Datum], right: &[Datum], weight: i64) -> Result<(), EvalError>;
+}
+
+/// Collects joined tuples (for a stage followed by another).
+impl JoinSink for Vec<Delta> {
+    fn joined(&mut self, left: &[Datum], right: &[Datum], weight: i64) -> Result<(), EvalError> {
+        self.push((concat(left, right), weight));
+        Ok(())
+    }
 }
 
 impl JoinOp {
@@ -68,15 +86,11 @@ impl JoinOp {
             kind,
             left_key,
             right_key,
-            right_width,
+            nulls: smallvec::smallvec![Datum::Null; right_width],
             left: Index::default(),
             right: Index::default(),
             entries: 0,
         }
-    }
-
-    fn padded(&self, left: &Tuple) -> Tuple {
-        concat(left, &smallvec::smallvec![Datum::Null; self.right_width])
     }
 
     /// Rows of state held (both sides).
@@ -89,41 +103,46 @@ impl JoinOp {
     }
 
     /// Deltas of the left input in, deltas of the join out.
-    pub(crate) fn left_delta(&mut self, deltas: impl Iterator<Item = Delta>, out: &mut Vec<Delta>) {
+    pub(crate) fn left_delta(
+        &mut self,
+        deltas: impl Iterator<Item = Delta>,
+        out: &mut impl JoinSink,
+    ) -> Result<(), EvalError> {
         for (tuple, weight) in deltas {
             let Some(key) = key_of(&tuple, &self.left_key) else {
                 if self.kind == JoinKind::Left {
-                    out.push((self.padded(&tuple), weight));
+                    out.joined(&tuple, &self.nulls, weight)?;
                 }
                 continue;
             };
             match self.right.get(&key) {
                 Some(matches) if !matches.is_empty() => {
                     for (right, right_weight) in matches.iter() {
-                        out.push((concat(&tuple, right), weight * right_weight));
+                        out.joined(&tuple, right, weight * right_weight)?;
                     }
                 }
-                _ if self.kind == JoinKind::Left => out.push((self.padded(&tuple), weight)),
+                _ if self.kind == JoinKind::Left => out.joined(&tuple, &self.nulls, weight)?,
                 _ => {}
             }
             let change = add(&mut self.left, key, tuple, weight);
             self.count(change);
         }
+        Ok(())
     }
 
     /// Deltas of the right table in, deltas of the join out.
     pub(crate) fn right_delta(
         &mut self,
         deltas: impl Iterator<Item = Delta>,
-        out: &mut Vec<Delta>,
-    ) {
+        out: &mut impl JoinSink,
+    ) -> Result<(), EvalError> {
         for (tuple, weight) in deltas {
             let Some(key) = key_of(&tuple, &self.right_key) else {
                 continue;
             };
             if let Some(lefts) = self.left.get(&key) {
                 for (left, left_weight) in lefts.iter() {
-                    out.push((concat(left, &tuple), left_weight * weight));
+                    out.joined(left, &tuple, left_weight * weight)?;
                 }
             }
             if self.kind == JoinKind::Inner {
@@ -144,9 +163,10 @@ impl JoinOp {
             };
             if let Some(lefts) = self.left.get(&key) {
                 for (left, left_weight) in lefts.iter() {
-                    out.push((self.padded(left), sign * left_weight));
+                    out.joined(left, &self.nulls, sign * left_weight)?;
                 }
             }
         }
+        Ok(())
     }
 }

@@ -19,20 +19,33 @@ use crate::expr::{Context, Expr};
 use crate::ops::truth;
 use crate::plan::{Output, Plan};
 
+use join::JoinSink;
 pub(crate) use output::Diff;
 use output::Results;
 pub(crate) use table::Touched;
 use table::{Delta, TableInput};
 
-/// A wide tuple (the join of the tables so far) seen as expression input.
-struct Wide<'a> {
-    tuple: &'a [Datum],
+/// A wide tuple (the join of the tables so far) seen as expression input, in two parts: the
+/// last join stage's left and right tuples, unconcatenated (`right` is empty without a join).
+pub(crate) struct Wide<'a> {
+    left: &'a [Datum],
+    right: &'a [Datum],
     offsets: &'a [usize],
+}
+
+impl Wide<'_> {
+    /// The value at `position` of the wide tuple.
+    pub(crate) fn at(&self, position: usize) -> &Datum {
+        match self.left.get(position) {
+            Some(datum) => datum,
+            None => &self.right[position - self.left.len()],
+        }
+    }
 }
 
 impl Context for Wide<'_> {
     fn column(&self, table: usize, column: usize) -> &Datum {
-        &self.tuple[self.offsets[table] + column]
+        self.at(self.offsets[table] + column)
     }
     fn group_key(&self, _: usize) -> &Datum {
         &Datum::Null
@@ -158,67 +171,109 @@ impl Engine {
     }
 
     /// Sends table `index`'s deltas through the join stages after it into the result, leaving
-    /// `deltas` empty.
+    /// `deltas` empty. The last stage's output goes straight into the result.
     fn propagate(&mut self, index: usize, deltas: &mut Vec<Delta>) -> Result<(), EvalError> {
-        if deltas.is_empty() {
-            return Ok(());
-        }
+        let stages = index.saturating_sub(1)..self.joins.len();
+        let Some(last) = stages.clone().last() else {
+            let mut sink = ResultSink {
+                plan: &self.plan,
+                offsets: &self.offsets,
+                results: &mut self.results,
+            };
+            return deltas
+                .drain(..)
+                .try_for_each(|(tuple, weight)| sink.joined(&tuple, &[], weight));
+        };
         let mut joined = std::mem::take(&mut self.scratch.1);
-        for stage in index.saturating_sub(1)..self.joins.len() {
+        let mut outcome = Ok(());
+        for stage in stages {
             if deltas.is_empty() {
                 break;
             }
-            joined.clear();
-            if stage + 1 == index {
-                self.joins[stage].right_delta(deltas.drain(..), &mut joined);
+            let join = &mut self.joins[stage];
+            let input = deltas.drain(..);
+            outcome = if stage == last {
+                let mut sink = ResultSink {
+                    plan: &self.plan,
+                    offsets: &self.offsets,
+                    results: &mut self.results,
+                };
+                feed(join, stage + 1 == index, input, &mut sink)
             } else {
-                self.joins[stage].left_delta(deltas.drain(..), &mut joined);
-            }
-            std::mem::swap(deltas, &mut joined);
-        }
-        self.scratch.1 = joined;
-        self.emit(deltas.drain(..))
-    }
-
-    /// Filters the join's deltas and folds them into the result.
-    fn emit(&mut self, deltas: impl Iterator<Item = Delta>) -> Result<(), EvalError> {
-        for (tuple, weight) in deltas {
-            let wide = Wide {
-                tuple: &tuple,
-                offsets: &self.offsets,
+                joined.clear();
+                let fed = feed(join, stage + 1 == index, input, &mut joined);
+                std::mem::swap(deltas, &mut joined);
+                fed
             };
-            if let Some(filter) = &self.plan.filter
-                && truth(&filter.eval(&wide)?)? != Some(true)
-            {
-                continue;
-            }
-            match &self.plan.output {
-                Output::Project { columns } => {
-                    let row = columns
-                        .iter()
-                        .map(|c| c.expr.eval(&wide))
-                        .collect::<Result<Tuple, _>>()?;
-                    self.results.add_row(&tuple, row, weight)?;
-                }
-                Output::Group {
-                    keys, aggregates, ..
-                } => {
-                    let key = keys
-                        .iter()
-                        .map(|k| k.eval(&wide))
-                        .collect::<Result<Tuple, _>>()?;
-                    let args = aggregates
-                        .iter()
-                        .map(|a| {
-                            a.arg
-                                .as_ref()
-                                .map_or(Ok(Datum::Null), |e: &Expr| e.eval(&wide))
-                        })
-                        .collect::<Result<Tuple, _>>()?;
-                    self.results.add_to_group(key, aggregates, &args, weight)?;
-                }
+            if outcome.is_err() {
+                break;
             }
         }
-        Ok(())
+        deltas.clear();
+        joined.clear();
+        self.scratch.1 = joined;
+        outcome
+    }
+}
+
+/// Sends deltas into a join stage: as its right side when they come from the table it adds.
+fn feed(
+    join: &mut join::JoinOp,
+    from_right: bool,
+    deltas: impl Iterator<Item = Delta>,
+    out: &mut impl JoinSink,
+) -> Result<(), EvalError> {
+    if from_right {
+        join.right_delta(deltas, out)
+    } else {
+        join.left_delta(deltas, out)
+    }
+}
+
+/// Filters deltas of the whole join and folds them into the result.
+struct ResultSink<'a> {
+    plan: &'a Plan,
+    offsets: &'a [usize],
+    results: &'a mut Results,
+}
+
+impl JoinSink for ResultSink<'_> {
+    fn joined(&mut self, left: &[Datum], right: &[Datum], weight: i64) -> Result<(), EvalError> {
+        let wide = Wide {
+            left,
+            right,
+            offsets: self.offsets,
+        };
+        if let Some(filter) = &self.plan.filter
+            && truth(&filter.eval(&wide)?)? != Some(true)
+        {
+            return Ok(());
+        }
+        match &self.plan.output {
+            Output::Project { columns } => {
+                let row = columns
+                    .iter()
+                    .map(|c| c.expr.eval(&wide))
+                    .collect::<Result<Tuple, _>>()?;
+                self.results.add_row(&wide, row, weight)
+            }
+            Output::Group {
+                keys, aggregates, ..
+            } => {
+                let key = keys
+                    .iter()
+                    .map(|k| k.eval(&wide))
+                    .collect::<Result<Tuple, _>>()?;
+                let args = aggregates
+                    .iter()
+                    .map(|a| {
+                        a.arg
+                            .as_ref()
+                            .map_or(Ok(Datum::Null), |e: &Expr| e.eval(&wide))
+                    })
+                    .collect::<Result<Tuple, _>>()?;
+                self.results.add_to_group(key, aggregates, &args, weight)
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The query's result by key, and the diffs a batch makes to it.
 
 use crate::datum::{Datum, Map, Set, Tuple};
+use crate::engine::Wide;
 use crate::engine::group::Group;
 use crate::error::EvalError;
 use crate::expr::Context;
@@ -109,14 +110,14 @@ impl Results {
     /// A projected row with its weight, keyed by the wide tuple's table keys.
     pub(crate) fn add_row(
         &mut self,
-        wide: &Tuple,
+        wide: &Wide<'_>,
         row: Tuple,
         weight: i64,
     ) -> Result<(), EvalError> {
         let key: Tuple = self
             .key_positions
             .iter()
-            .map(|p| wide[*p].clone())
+            .map(|p| wide.at(*p).clone())
             .collect();
         // The working rows double as the set of keys touched in this batch.
         let entries = match self.working.entry(key) {

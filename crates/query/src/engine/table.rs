@@ -4,9 +4,10 @@
 //! default), and `Unchanged` for unchanged TOASTed columns: the query keeps the columns it
 //! needs of every row so it can retract the old row and fill in what the change left out.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
-use surefoot_core_model::{Change, Operation, Row};
+use surefoot_core_model::{Change, Operation, Row, Value};
 
 use crate::datum::{Datum, Map, Tuple};
 use crate::error::EvalError;
@@ -30,6 +31,9 @@ pub(crate) struct Touched {
 pub(crate) struct TableInput {
     name: String,
     kept: Vec<Arc<str>>,
+    /// Per kept column, where it was found in the last row: rows of one table usually list
+    /// their columns in the same order, so the lookup starts there.
+    found_at: Vec<Cell<usize>>,
     key_len: usize,
     rows: Map<Tuple, Tuple>,
     /// Whether changed keys are recorded (for a durable copy of the rows).
@@ -44,6 +48,7 @@ impl TableInput {
         Self {
             name: table.schema.table.to_string(),
             kept: table.kept.clone(),
+            found_at: table.kept.iter().map(|_| Cell::new(0)).collect(),
             key_len: table.key_len(),
             rows: Map::default(),
             tracking: false,
@@ -192,7 +197,8 @@ impl TableInput {
     fn extract_key(&self, row: &Row) -> Result<Tuple, EvalError> {
         self.kept[..self.key_len]
             .iter()
-            .map(|name| self.value(row, name, None))
+            .enumerate()
+            .map(|(index, _)| self.value(row, index, None))
             .collect()
     }
 
@@ -201,20 +207,35 @@ impl TableInput {
         self.kept
             .iter()
             .enumerate()
-            .map(|(index, name)| self.value(row, name, old.map(|old| &old[index])))
+            .map(|(index, _)| self.value(row, index, old.map(|old| &old[index])))
             .collect()
     }
 
-    fn value(&self, row: &Row, name: &str, old: Option<&Datum>) -> Result<Datum, EvalError> {
-        match row
-            .get(name)
+    /// The value of kept column `index` in `row`.
+    fn column<'r>(&self, row: &'r Row, index: usize) -> Option<&'r Value> {
+        let name = &*self.kept[index];
+        let columns = row.columns();
+        let hint = self.found_at[index].get();
+        if let Some(column) = columns.get(hint)
+            && &*column.name == name
+        {
+            return Some(&column.value);
+        }
+        let found = columns.iter().position(|column| &*column.name == name)?;
+        self.found_at[index].set(found);
+        Some(&columns[found].value)
+    }
+
+    fn value(&self, row: &Row, index: usize, old: Option<&Datum>) -> Result<Datum, EvalError> {
+        match self
+            .column(row, index)
             .and_then(Datum::from_value)
             .or_else(|| old.cloned())
         {
             Some(datum) => Ok(datum),
             None => Err(EvalError::MissingColumn {
                 table: self.name.clone(),
-                column: name.to_owned(),
+                column: self.kept[index].to_string(),
             }),
         }
     }
