@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+mod check;
 pub mod datum;
 pub mod durable;
 mod engine;
@@ -14,6 +15,7 @@ pub mod query;
 mod settle;
 
 pub use catalog::{Catalog, TableSchema};
+pub use check::check_language;
 pub use durable::{DurableError, DurableQuery};
 pub use error::{EvalError, QueryError, TextPosition};
 pub use query::{ContinuousQuery, OUTPUT_SCHEMA, QueryHealth, QueryStats};

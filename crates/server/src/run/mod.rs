@@ -1,0 +1,152 @@
+//! `surefoot run`: plans the pipeline, starts it (reactions and queries before the sources, so
+//! nothing is sent before its consumer exists), serves the API, and stops in order on SIGTERM or
+//! SIGINT: the sources stop intake and confirm their final watermark, the queries and reactions
+//! drain what was taken, the writers flush. A second signal exits at once.
+
+mod discover;
+mod error;
+mod fanout;
+mod logging;
+mod metrics;
+mod plan;
+mod registry;
+mod segment;
+mod snapshot;
+mod source;
+mod writers;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use surefoot_core_lifecycle::TaskGroup;
+use surefoot_core_lifecycle::signal::shutdown_signal;
+
+pub use error::RunError;
+pub use metrics::Metrics;
+pub use registry::{ComponentView, Kind, Registry, State};
+pub(crate) use segment::Command;
+pub use writers::Writers;
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+
+/// How long each stage of a stop may take.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+/// Work pending and no progress for this long: stalled (not ready).
+const STALL_AFTER: Duration = Duration::from_secs(30);
+/// Exit status after a second signal.
+const INTERRUPTED: u8 = 130;
+
+/// Runs `config` until a signal; the process's exit status.
+pub fn main(config: Config) -> ExitCode {
+    logging::init(&config.logging);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(%error, "surefoot stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<ExitCode, RunError> {
+    let signals = shutdown_signal().map_err(|e| RunError::State(error::chain(&e)))?;
+    tokio::pin!(signals);
+    let (metrics, provider) = Metrics::install()?;
+    let registry = Registry::new(STALL_AFTER);
+    let writers = Writers::default();
+    let pipeline = tokio::select! {
+        planned = plan::plan(&config, &registry, &writers, STOP_DEADLINE) => planned?,
+        signal = &mut signals => {
+            tracing::info!(?signal, "stopped before the pipeline started");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let api_group = TaskGroup::new("api");
+    let state = ApiState {
+        registry: registry.clone(),
+        writers: writers.clone(),
+        metrics: config.metrics.enabled.then_some(metrics),
+        commands: Arc::new(pipeline.commands.clone()),
+        tokens: Arc::new(config.api.tokens.clone()),
+    };
+    if let Some(listen) = config.api.listen {
+        api::serve(listen, state, &api_group).await?;
+    }
+    let work = TaskGroup::new("pipeline");
+    let sources = TaskGroup::new("sources");
+    spawn(&work, &sources, pipeline)?;
+    tracing::info!(
+        sources = config.sources.len(),
+        queries = config.queries.len(),
+        reactions = config.reactions.len(),
+        "surefoot running"
+    );
+    let signal = (&mut signals).await;
+    tracing::info!(
+        ?signal,
+        "stopping: sources first, then queries and reactions drain"
+    );
+    let second = shutdown_signal().map_err(|e| RunError::State(error::chain(&e)))?;
+    let stopping = async {
+        let stopped_sources = sources.stop(STOP_DEADLINE).await;
+        let drained = work.stop(STOP_DEADLINE).await;
+        let api = api_group.stop(STOP_DEADLINE).await;
+        let flushed = provider.shutdown();
+        if let Err(error) = flushed {
+            tracing::warn!(%error, "metrics provider did not shut down cleanly");
+        }
+        stopped_sources.is_clean() && drained.is_clean() && api.is_clean()
+    };
+    tokio::select! {
+        clean = stopping => {
+            if clean {
+                tracing::info!("surefoot stopped cleanly");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                tracing::error!("surefoot stopped, but not cleanly: see the errors above");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        signal = second => {
+            tracing::warn!(?signal, "second signal: exiting at once");
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    }
+}
+
+fn spawn(work: &TaskGroup, sources: &TaskGroup, pipeline: plan::Pipeline) -> Result<(), RunError> {
+    let spawn_error = |e: surefoot_core_lifecycle::SpawnError| RunError::State(error::chain(&e));
+    for (index, segment) in pipeline.segments.into_iter().enumerate() {
+        work.spawn(format!("segment-{index}"), |cancel| segment.run(cancel))
+            .map_err(spawn_error)?;
+    }
+    for (source, input, consumers, registry) in pipeline
+        .fan_outs
+        .into_iter()
+        .map(|(s, i, c)| (s, i, c, pipeline.registry.clone()))
+    {
+        work.spawn(format!("fan-out-{source}"), move |_| {
+            fanout::fan_out(source, input, consumers, registry)
+        })
+        .map_err(spawn_error)?;
+    }
+    for task in pipeline.sources {
+        let name = format!("source-{}", task.config.id);
+        sources
+            .spawn(name, |cancel| task.run(cancel))
+            .map_err(spawn_error)?;
+    }
+    Ok(())
+}

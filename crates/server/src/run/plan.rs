@@ -1,0 +1,272 @@
+//! From a [`Config`] to the pipeline's tasks: each source's tables discovered, each query
+//! planned over them, each reaction attached to what it reads, and the channels between.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use surefoot_core_model::{BatchSender, TableRef, batch_channel};
+use surefoot_query::{Catalog, ContinuousQuery, OUTPUT_SCHEMA, TableSchema};
+use surefoot_sink_postgres_writer::{ApplyMode, TableConfig, WriterConfig};
+use surefoot_source_postgres::{
+    Identifier, PostgresSourceConfig, SlotName, TableName, setup::PublicationTables,
+};
+use tokio::sync::mpsc;
+
+use super::discover::discover;
+use super::error::{RunError, chain};
+use super::registry::{Kind, Registry};
+use super::segment::{Command, QuerySpec, ReactionSpec, SegmentTask};
+use super::snapshot::marker_path;
+use super::source::SourceTask;
+use super::writers::Writers;
+use crate::config::{Config, PostgresSource, ReactionConfig, SourceConfig};
+
+/// Batches between a source and each consumer.
+const CONSUMER_QUEUE: usize = 64;
+
+/// The pipeline's tasks, not yet started.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) sources: Vec<SourceTask>,
+    /// Per source: its output's receiving end and the consumers' inputs.
+    pub(crate) fan_outs: Vec<(String, surefoot_core_model::BatchReceiver, Vec<BatchSender>)>,
+    pub(crate) segments: Vec<SegmentTask>,
+    /// Commands to the segment of each query.
+    pub(crate) commands: BTreeMap<String, mpsc::Sender<Command>>,
+    pub(crate) registry: Registry,
+}
+
+/// The source's settings for the library.
+pub(crate) fn source_config(source: &PostgresSource) -> Result<PostgresSourceConfig, RunError> {
+    let id = &source.id;
+    let slot = SlotName::parse(&source.slot_name()).map_err(|e| RunError::source(id, chain(&e)))?;
+    let publication = Identifier::parse("publication", &source.publication_name())
+        .map_err(|e| RunError::source(id, chain(&e)))?;
+    let mut config = PostgresSourceConfig::new(
+        id.as_str(),
+        source.host.as_str(),
+        source.port,
+        source.user.as_str(),
+        source.database.as_str(),
+        slot,
+        publication,
+    );
+    config.password = source.password.clone();
+    config.create_publication = source.create_publication;
+    if !source.tables.is_empty() {
+        let tables = source
+            .tables
+            .iter()
+            .map(|t| TableName::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RunError::source(id, chain(&e)))?;
+        config.tables = PublicationTables::Tables(tables);
+    }
+    Ok(config)
+}
+
+/// Plans the pipeline: connects to every source to read its tables.
+pub(crate) async fn plan(
+    config: &Config,
+    registry: &Registry,
+    writers: &Writers,
+    stop_deadline: Duration,
+) -> Result<Pipeline, RunError> {
+    let mut tables: BTreeMap<String, Vec<TableSchema>> = BTreeMap::new();
+    let mut source_configs = Vec::new();
+    for source in &config.sources {
+        let SourceConfig::Postgres(pg) = source;
+        let library = source_config(pg)?;
+        tables.insert(pg.id.clone(), discover(&library, &pg.tables).await?);
+        source_configs.push((pg.clone(), library));
+    }
+    let mut inputs: BTreeMap<String, Vec<BatchSender>> = BTreeMap::new();
+    let mut segments = Vec::new();
+    let mut commands = BTreeMap::new();
+    for query in &config.queries {
+        let read: Vec<&String> = if query.sources.is_empty() {
+            tables.keys().collect()
+        } else {
+            query.sources.iter().collect()
+        };
+        let catalog = read
+            .iter()
+            .flat_map(|source| tables.get(*source).into_iter().flatten())
+            .fold(Catalog::new(), |catalog, table| catalog.with(table.clone()));
+        let planned = ContinuousQuery::new(&query.id, &query.sql, &catalog)
+            .map_err(|error| RunError::query(&query.id, error.to_string()))?;
+        let state_path = config
+            .state_dir
+            .join("queries")
+            .join(format!("{}.redb", query.id));
+        check_bootstrap_state(config, &read, &query.id, &state_path)?;
+        let reactions = reactions_of(config, &query.id, |target| {
+            query_table(&query.id, planned.key_columns(), target)
+        });
+        let (sender, input) = batch_channel(CONSUMER_QUEUE);
+        for source in read {
+            inputs
+                .entry(source.clone())
+                .or_default()
+                .push(sender.clone());
+        }
+        let (command, commands_in) = mpsc::channel(8);
+        commands.insert(query.id.clone(), command);
+        registry.add(&query.id, Kind::Query);
+        segments.push(SegmentTask {
+            query: Some(QuerySpec {
+                id: query.id.clone(),
+                sql: query.sql.clone(),
+                catalog,
+                state_path,
+            }),
+            reactions,
+            input,
+            commands: commands_in,
+            registry: registry.clone(),
+            writers: writers.clone(),
+        });
+    }
+    for (source, schemas) in &tables {
+        let reactions = reactions_of(config, source, |target| source_tables(schemas, target));
+        if reactions.is_empty() {
+            continue;
+        }
+        let (sender, input) = batch_channel(CONSUMER_QUEUE);
+        inputs.entry(source.clone()).or_default().push(sender);
+        let (command, commands_in) = mpsc::channel(8);
+        commands.insert(source.clone(), command);
+        segments.push(SegmentTask {
+            query: None,
+            reactions,
+            input,
+            commands: commands_in,
+            registry: registry.clone(),
+            writers: writers.clone(),
+        });
+    }
+    for reaction in &config.reactions {
+        registry.add(reaction.id(), Kind::Reaction);
+    }
+    let mut sources = Vec::new();
+    let mut fan_outs = Vec::new();
+    for (pg, library) in source_configs {
+        let (output, receiver) = batch_channel(CONSUMER_QUEUE);
+        registry.add(&pg.id, Kind::Source);
+        fan_outs.push((
+            pg.id.clone(),
+            receiver,
+            inputs.remove(&pg.id).unwrap_or_default(),
+        ));
+        sources.push(SourceTask {
+            config: library,
+            bootstrap: pg.bootstrap,
+            state_dir: config.state_dir.clone(),
+            output,
+            registry: registry.clone(),
+            stop_deadline,
+        });
+    }
+    Ok(Pipeline {
+        sources,
+        fan_outs,
+        segments,
+        commands,
+        registry: registry.clone(),
+    })
+}
+
+/// The reactions reading `from`, each postgres writer given its tables by `tables`.
+fn reactions_of(
+    config: &Config,
+    from: &str,
+    tables: impl Fn(Option<&str>) -> Vec<TableConfig>,
+) -> Vec<ReactionSpec> {
+    config
+        .reactions
+        .iter()
+        .filter(|reaction| reaction.from() == from)
+        .map(|reaction| match reaction {
+            ReactionConfig::Log(log) => ReactionSpec::Log { id: log.id.clone() },
+            ReactionConfig::Postgres(pg) => {
+                let mut writer = WriterConfig::new(pg.id.as_str(), pg.url.expose());
+                writer.batch.max_rows = pg.max_rows;
+                writer.batch.max_latency = Duration::from_millis(pg.max_latency_ms);
+                writer.tables = tables(pg.target.as_deref());
+                ReactionSpec::Postgres {
+                    id: pg.id.clone(),
+                    config: writer,
+                }
+            }
+        })
+        .collect()
+}
+
+/// A query's result mirrored by its key into `target` (`query.<id>` by default).
+fn query_table(query: &str, key: &[std::sync::Arc<str>], target: Option<&str>) -> Vec<TableConfig> {
+    let mut table = TableConfig::new(
+        TableRef::new(OUTPUT_SCHEMA, query),
+        ApplyMode::Mirror {
+            key: key.iter().map(|k| k.to_string()).collect(),
+        },
+    );
+    table.target = target.map(str::to_owned);
+    vec![table]
+}
+
+/// A source's tables mirrored by their primary keys, into schema `target` (their own by
+/// default).
+fn source_tables(schemas: &[TableSchema], target: Option<&str>) -> Vec<TableConfig> {
+    schemas
+        .iter()
+        .map(|schema| {
+            let mut table = TableConfig::new(
+                schema.table.clone(),
+                ApplyMode::Mirror {
+                    key: schema.key.iter().map(|k| k.to_string()).collect(),
+                },
+            );
+            table.target = target.map(|target| format!("{target}.{}", schema.table.name));
+            table
+        })
+        .collect()
+}
+
+/// Refuses to start a query whose state does not match its sources' bootstrap records: a
+/// source whose bootstrap did not complete while the query holds state (part of a snapshot),
+/// or a bootstrapped source with a query that has no state (it missed the snapshot).
+fn check_bootstrap_state(
+    config: &Config,
+    sources: &[&String],
+    query: &str,
+    state_path: &Path,
+) -> Result<(), RunError> {
+    let has_state = state_path.exists();
+    for source in sources {
+        let bootstraps = config.sources.iter().any(|s| {
+            let SourceConfig::Postgres(pg) = s;
+            &&pg.id == source && pg.bootstrap
+        });
+        if !bootstraps {
+            continue;
+        }
+        let recorded = marker_path(&config.state_dir, source).exists();
+        if has_state && !recorded {
+            return Err(RunError::State(format!(
+                "query `{query}` holds state from a bootstrap of source `{source}` that did not \
+                 complete; remove {} and the query's target rows to bootstrap again",
+                config.state_dir.display()
+            )));
+        }
+        if recorded && !has_state {
+            return Err(RunError::State(format!(
+                "query `{query}` is new, but source `{source}` was bootstrapped without it; a \
+                 query added to a bootstrapped source needs a snapshot of its own, which the \
+                 server does not take yet: remove {} to bootstrap every query again",
+                config.state_dir.display()
+            )));
+        }
+    }
+    Ok(())
+}

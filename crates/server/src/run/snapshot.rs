@@ -1,0 +1,161 @@
+//! A source's first start: its snapshot copied to the consumers, then the stream from the slot's
+//! consistent point. The bootstrap is recorded as complete (a file in the state directory) only
+//! once every snapshot batch was delivered by every consumer, so a restart never streams past a
+//! snapshot the consumers did not finish.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use surefoot_bootstrap::{BootstrapConfig, PostgresProvider};
+use surefoot_core_lifecycle::CancellationToken;
+use surefoot_core_model::{
+    AckOutcome, AckToken, Batch, BatchSender, SnapshotRequest, batch_channel,
+};
+use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig};
+use tokio::sync::watch;
+
+use super::error::{RunError, chain};
+use super::registry::{Registry, State};
+
+/// How often a bootstrap in progress logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Where a source's completed bootstrap is recorded.
+pub(crate) fn marker_path(state_dir: &Path, source: &str) -> PathBuf {
+    state_dir
+        .join("sources")
+        .join(format!("{source}.bootstrapped"))
+}
+
+/// Snapshot batches sent and not yet settled, and whether one failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    unsettled: u64,
+    failed: bool,
+}
+
+/// The snapshot, then the stream: returns the started source, and a future that resolves once
+/// every snapshot batch was delivered (then the bootstrap is recorded) or one failed.
+pub(crate) async fn bootstrap(
+    config: PostgresSourceConfig,
+    output: BatchSender,
+    registry: &Registry,
+    cancel: &CancellationToken,
+) -> Result<(PostgresSource, SnapshotDelivered), RunError> {
+    let id = config.id.to_string();
+    let provider = PostgresProvider::first_start(config, BootstrapConfig::default())
+        .map_err(|error| RunError::source(&id, chain(&error)))?;
+    let request = SnapshotRequest {
+        consumer: id.clone(),
+        tables: Vec::new(),
+    };
+    let (tally, tally_seen) = watch::channel(Tally::default());
+    let tally = Arc::new(tally);
+    let (snapshot_output, mut snapshot_input) = batch_channel(16);
+    let exporting = {
+        let provider = &provider;
+        async move {
+            let exported = provider.export(&request, &snapshot_output, cancel).await;
+            drop(snapshot_output);
+            exported
+        }
+    };
+    let forwarding = async {
+        let (mut rows, started, mut logged) = (0u64, Instant::now(), Instant::now());
+        while let Some(batch) = snapshot_input.recv().await {
+            rows += batch.changes.len() as u64;
+            if logged.elapsed() >= PROGRESS_EVERY {
+                tracing::info!(source = %id, rows, seconds = started.elapsed().as_secs(),
+                    "bootstrap: rows copied");
+                registry.set(
+                    &id,
+                    State::Bootstrapping,
+                    Some(format!("{rows} rows copied")),
+                );
+                logged = Instant::now();
+            }
+            if output.send(counted(batch, &tally)).await.is_err() {
+                return Err(RunError::source(
+                    &id,
+                    "the consumers stopped during the bootstrap",
+                ));
+            }
+        }
+        Ok(rows)
+    };
+    let (exported, forwarded) = tokio::join!(exporting, forwarding);
+    let exported = exported
+        .map_err(|error| RunError::source(&id, format!("bootstrap failed: {}", chain(&error))))?;
+    forwarded?;
+    tracing::info!(source = %id, rows = exported.complete.rows, "bootstrap: snapshot sent; streaming");
+    let rows = exported.complete.rows;
+    let source = provider.stream_after(exported, output);
+    Ok((
+        source,
+        SnapshotDelivered {
+            tally: tally_seen,
+            rows,
+        },
+    ))
+}
+
+/// Waits for the snapshot's delivery.
+#[derive(Debug)]
+pub(crate) struct SnapshotDelivered {
+    tally: watch::Receiver<Tally>,
+    rows: u64,
+}
+
+impl SnapshotDelivered {
+    /// Resolves once every snapshot batch is settled: `Ok(rows)` if all were delivered.
+    pub(crate) async fn wait(mut self) -> Result<u64, String> {
+        let settled = self
+            .tally
+            .wait_for(|tally| tally.failed || tally.unsettled == 0)
+            .await
+            .map(|tally| *tally)
+            .map_err(|_| "the snapshot's tally was dropped".to_owned())?;
+        if settled.failed {
+            Err("a snapshot batch was not delivered".to_owned())
+        } else {
+            Ok(self.rows)
+        }
+    }
+}
+
+/// `batch` with a token that also counts its settlement in `tally`.
+fn counted(mut batch: Batch, tally: &Arc<watch::Sender<Tally>>) -> Batch {
+    tally.send_modify(|t| t.unsettled += 1);
+    let original = std::mem::replace(&mut batch.ack, AckToken::detached());
+    let tally = Arc::clone(tally);
+    batch.ack = AckToken::new(move |outcome| {
+        original.settle_with(outcome);
+        tally.send_modify(|t| {
+            t.unsettled -= 1;
+            t.failed |= outcome != AckOutcome::Delivered;
+        });
+    });
+    batch
+}
+
+/// Records the bootstrap of `source` as complete (written to a temporary file, synced, renamed).
+pub(crate) fn record_bootstrap(state_dir: &Path, source: &str, rows: u64) -> Result<(), RunError> {
+    let path = marker_path(state_dir, source);
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let temporary = path.with_extension("tmp");
+        let text = format!("{{\"source\":{source:?},\"rows\":{rows}}}\n");
+        let file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut &file, text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|error| RunError::State(format!("{}: {error}", path.display())))
+}

@@ -1,0 +1,169 @@
+//! A PostgreSQL source's task: bootstrap on first start (or resume from its slot), stream until
+//! cancelled, then stop: intake ends and the final watermark is confirmed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use surefoot_core_lifecycle::{CancellationToken, Status};
+use surefoot_core_model::{BatchSender, Source};
+use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig};
+
+use super::error::{RunError, chain};
+use super::registry::{Registry, State};
+use super::snapshot::{SnapshotDelivered, bootstrap, marker_path, record_bootstrap};
+
+/// Waits between attempts to start a source that could not start.
+const RESTART_AFTER: Duration = Duration::from_secs(2);
+
+/// What a source task needs.
+#[derive(Debug)]
+pub(crate) struct SourceTask {
+    pub(crate) config: PostgresSourceConfig,
+    pub(crate) bootstrap: bool,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) output: BatchSender,
+    pub(crate) registry: Registry,
+    pub(crate) stop_deadline: Duration,
+}
+
+impl SourceTask {
+    fn id(&self) -> String {
+        self.config.id.to_string()
+    }
+
+    fn needs_bootstrap(&self) -> bool {
+        self.bootstrap && !marker_path(&self.state_dir, &self.id()).exists()
+    }
+
+    /// Runs until `cancel`; a bootstrap failure ends the task with the error (the consumers
+    /// hold part of a snapshot: see `docs/decisions/0013-server-bootstrap-record.md`).
+    pub(crate) async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
+        let id = self.id();
+        let (source, delivered) = if self.needs_bootstrap() {
+            self.registry.set(&id, State::Bootstrapping, None);
+            let started = tokio::select! {
+                started = bootstrap(self.config.clone(), self.output.clone(), &self.registry, &cancel) => started,
+                () = cancel.cancelled() => return Err(RunError::source(&id, "stopped during the bootstrap")),
+            };
+            match started {
+                Ok((source, delivered)) => (source, Some(delivered)),
+                Err(error) => {
+                    self.registry
+                        .set(&id, State::Failed, Some(error.to_string()));
+                    return Err(error);
+                }
+            }
+        } else {
+            let source = PostgresSource::new(self.config.clone(), self.output.clone())
+                .map_err(|error| RunError::source(&id, chain(&error)))?;
+            (source, None)
+        };
+        if !self.start(&source, &cancel).await {
+            return Ok(());
+        }
+        self.stream(&source, delivered, &cancel).await;
+        self.registry
+            .set(&id, State::Stopped, Some("stopping".to_owned()));
+        let stopped = source.stop(self.stop_deadline).await;
+        drop(source);
+        match stopped {
+            Ok(()) => {
+                self.registry.set(&id, State::Stopped, None);
+                tracing::info!(source = %id, "source stopped; final watermark confirmed");
+                Ok(())
+            }
+            Err(error) => {
+                let reason = chain(&error);
+                self.registry.set(&id, State::Failed, Some(reason.clone()));
+                Err(RunError::source(&id, reason))
+            }
+        }
+    }
+
+    /// Starts the source, retrying until it starts or `cancel`: false if cancelled.
+    async fn start(&self, source: &PostgresSource, cancel: &CancellationToken) -> bool {
+        let id = self.id();
+        loop {
+            match source.start().await {
+                Ok(()) => {
+                    self.registry.set(&id, State::Running, None);
+                    tracing::info!(source = %id, "source streaming");
+                    return true;
+                }
+                Err(error) => {
+                    let reason = chain(&error);
+                    tracing::warn!(source = %id, %reason, "source could not start; retrying");
+                    self.registry.set(&id, State::Failed, Some(reason));
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RESTART_AFTER) => {}
+                () = cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Mirrors the source's status into the registry and records the bootstrap once its
+    /// snapshot is delivered, until `cancel`.
+    async fn stream(
+        &self,
+        source: &PostgresSource,
+        delivered: Option<SnapshotDelivered>,
+        cancel: &CancellationToken,
+    ) {
+        let id = self.id();
+        let mut status = source.component().subscribe_status();
+        let recorded = async {
+            let Some(delivered) = delivered else {
+                return std::future::pending().await;
+            };
+            match delivered.wait().await {
+                Ok(rows) => match record_bootstrap(&self.state_dir, &id, rows) {
+                    Ok(()) => {
+                        tracing::info!(source = %id, rows, "bootstrap delivered and recorded")
+                    }
+                    Err(error) => {
+                        tracing::error!(source = %id, %error, "bootstrap could not be recorded");
+                        self.registry
+                            .set(&id, State::Failed, Some(error.to_string()));
+                    }
+                },
+                Err(reason) => {
+                    tracing::error!(source = %id, %reason, "bootstrap not delivered");
+                    self.registry.set(
+                        &id,
+                        State::Failed,
+                        Some(format!("bootstrap not delivered: {reason}")),
+                    );
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::pin!(recorded);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = &mut recorded => {}
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *status.borrow_and_update();
+                    let report = source.component().health().report();
+                    match now {
+                        Status::Running => self.registry.set(&id, State::Running, None),
+                        Status::Failed => {
+                            let reason = report.failure.map(|f| chain(&*f)).unwrap_or_default();
+                            tracing::error!(source = %id, %reason, "source failed");
+                            self.registry.set(&id, State::Failed, Some(reason));
+                        }
+                        Status::Starting => self.registry.set(&id, State::Starting, None),
+                        Status::Stopping | Status::Stopped => {
+                            self.registry.set(&id, State::Stopped, None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

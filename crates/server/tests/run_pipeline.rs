@@ -1,0 +1,332 @@
+//! The real `surefoot` binary run as a subprocess against throwaway PostgreSQL servers: a
+//! config file alone bootstraps a join + aggregate query and a mirror of the source's tables,
+//! streams a concurrent load into a second server, and stops on SIGTERM with exit 0 and the
+//! slot confirmed; restarted, it resumes from its slot. The API refuses requests without the
+//! token, `/metrics` parses as Prometheus text, readiness follows the target server, and the
+//! secrets never appear in the output or the API's answers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use surefoot_pipeline_tests::compare::except_both_ways;
+use surefoot_test_support::{PgClient, PgServer};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "api-token-7f3a9c1e5b2d4f60";
+const TARGET_PASSWORD: &str = "target-pass-Q8w2e4r6";
+const BOUND: Duration = Duration::from_secs(120);
+
+const SQL: &str = "SELECT c.region, count(*) AS orders, sum(o.amount) AS total, \
+     max(o.amount) AS largest FROM orders o JOIN customers c ON o.customer = c.id GROUP BY c.region";
+const TOTAL_COLUMNS: &str = "region, orders, total, largest";
+const TOTAL_TYPES: &str = "region text, orders bigint, total bigint, largest bigint";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(source: &PgServer, target: &PgServer, state: &Path, api_port: u16) -> String {
+    format!(
+        r#"state_dir: {state}
+sources:
+  - kind: postgres
+    id: shop
+    host: {host}
+    port: {port}
+    user: {user}
+    database: postgres
+    tables: [orders, customers]
+queries:
+  - id: totals
+    sql: "{SQL}"
+reactions:
+  - kind: postgres
+    id: totals-mirror
+    from: totals
+    url: postgres://{tuser}:${{TARGET_PASSWORD}}@{thost}:{tport}/target
+  - kind: postgres
+    id: tables-mirror
+    from: shop
+    url: postgres://{tuser}:${{TARGET_PASSWORD}}@{thost}:{tport}/target
+api:
+  listen: 127.0.0.1:{api_port}
+  tokens: ["${{SUREFOOT_TOKEN}}"]
+"#,
+        state = state.display(),
+        host = source.host(),
+        port = source.port(),
+        user = source.user(),
+        tuser = target.user(),
+        thost = target.host(),
+        tport = target.port(),
+    )
+}
+
+async fn prepare(source: &PgServer, target: &PgServer) -> (PgClient, PgClient) {
+    let admin = source.connect("postgres").await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE customers (id int PRIMARY KEY, region text NOT NULL);
+             CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL);
+             INSERT INTO customers SELECT g, 'r' || (g % 7) FROM generate_series(1, 200) g;
+             INSERT INTO orders SELECT g, g % 200 + 1, g % 97 FROM generate_series(1, 20000) g;
+             CREATE SCHEMA query;
+             CREATE VIEW query.totals AS {SQL};"
+        ))
+        .await
+        .unwrap();
+    target.create_database("target").await.unwrap();
+    let copy = target.connect("target").await.unwrap();
+    copy.batch_execute(&format!(
+        "CREATE TABLE customers (id int PRIMARY KEY, region text NOT NULL);
+         CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount int NOT NULL);
+         CREATE SCHEMA query;
+         CREATE TABLE query.totals ({TOTAL_TYPES}, \"_key.1\" text PRIMARY KEY)"
+    ))
+    .await
+    .unwrap();
+    (admin, copy)
+}
+
+fn start(config_path: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_surefoot"))
+        .args(["run", "-c"])
+        .arg(config_path)
+        .env("TARGET_PASSWORD", TARGET_PASSWORD)
+        .env("SUREFOOT_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Stops `child` with SIGTERM; its exit status and everything it wrote.
+async fn terminate(mut child: Child, bound: Duration) -> (std::process::ExitStatus, String) {
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    kill(pid, Signal::SIGTERM).unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut output = String::new();
+    let read = async {
+        let (mut err, mut out) = (String::new(), String::new());
+        stderr.read_to_string(&mut err).await.unwrap();
+        stdout.read_to_string(&mut out).await.unwrap();
+        output = format!("{out}{err}");
+    };
+    let status = tokio::time::timeout(bound, async {
+        read.await;
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("surefoot did not exit within the deadline after SIGTERM");
+    (status, output)
+}
+
+async fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let client = reqwest::Client::new();
+    let mut request = client.get(url).timeout(Duration::from_secs(10));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+async fn wait_until_ready(api: &str, want: bool) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let (status, body) = get(&format!("{api}/health/ready"), None).await;
+        if (status == 200) == want && status != 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never became {want}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the query's mirror and both table mirrors equal the source.
+async fn wait_until_equal(admin: &PgClient, target: &PgServer) {
+    let copy = target.connection_string("target");
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let totals = except_both_ways(
+            admin.client(),
+            &copy,
+            "query.totals",
+            TOTAL_COLUMNS,
+            TOTAL_TYPES,
+        )
+        .await
+        .unwrap();
+        let orders = except_both_ways(
+            admin.client(),
+            &copy,
+            "orders",
+            "id, customer, amount",
+            "id int, customer int, amount int",
+        )
+        .await
+        .unwrap();
+        let customers = except_both_ways(
+            admin.client(),
+            &copy,
+            "customers",
+            "id, region",
+            "id int, region text",
+        )
+        .await
+        .unwrap();
+        if totals.is_equal() && orders.is_equal() && customers.is_equal() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the targets never matched: totals {totals:?} orders {orders:?} customers {customers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `count` transactions that insert, move and delete orders and move a customer.
+async fn load(client: &PgClient, from: i32, count: i32) {
+    for k in from..from + count {
+        client
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO orders VALUES ({}, {}, {});
+                 UPDATE orders SET amount = amount + 1, customer = {} WHERE id = {};
+                 DELETE FROM orders WHERE id = {};
+                 UPDATE customers SET region = 'r' || ({k} % 9) WHERE id = {};
+                 COMMIT;",
+                100_000 + k,
+                k % 200 + 1,
+                k % 50,
+                (k * 7) % 200 + 1,
+                (k * 13) % 20_000 + 1,
+                (k * 31) % 20_000 + 1,
+                k % 200 + 1,
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+fn assert_no_secrets(text: &str, what: &str) {
+    for secret in [TOKEN, TARGET_PASSWORD] {
+        assert!(!text.contains(secret), "a secret appears in {what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_alone_bootstraps_streams_stops_cleanly_and_resumes() {
+    let source = PgServer::new().await.unwrap();
+    let mut target = PgServer::new().await.unwrap();
+    let (admin, _copy) = prepare(&source, &target).await;
+    let state = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let config_path = state.path().join("surefoot.yaml");
+    std::fs::write(
+        &config_path,
+        config(&source, &target, &state.path().join("state"), api_port),
+    )
+    .unwrap();
+
+    let child = start(&config_path);
+    wait_until_ready(&api, true).await;
+    load(&admin, 0, 300).await;
+    wait_until_equal(&admin, &target).await;
+
+    // The API: tokens required; answers hold no secret.
+    let components = format!("{api}/api/v1/components");
+    assert_eq!(get(&components, None).await.0, 401);
+    assert_eq!(get(&components, Some("wrong-token-000000000")).await.0, 401);
+    let (status, body) = get(&components, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"totals-mirror\""), "{body}");
+    assert_no_secrets(&body, "the components answer");
+    let (status, body) = get(&format!("{api}/api/v1/queries/totals/results"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows.len(), 9, "one result row per region: {body}");
+
+    // Metrics parse as Prometheus text and hold the libraries' instruments.
+    let (status, text) = get(&format!("{api}/metrics"), None).await;
+    assert_eq!(status, 200);
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("surefoot_")),
+        "no surefoot_ metric in {text}"
+    );
+    assert_no_secrets(&text, "/metrics");
+
+    // Readiness follows the target server.
+    target.stop().await.unwrap();
+    wait_until_ready(&api, false).await;
+    target.start().await.unwrap();
+    wait_until_ready(&api, true).await;
+
+    load(&admin, 300, 200).await;
+    let written = admin
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    wait_until_equal(&admin, &target).await;
+    let (status, output) = terminate(child, Duration::from_secs(60)).await;
+    eprintln!("--- first run ---\n{output}");
+    assert!(status.success(), "exit status {status:?}");
+    assert_no_secrets(&output, "the server's output");
+    let confirmed_past_load: bool = admin
+        .query_one(
+            "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
+             WHERE slot_name = 'surefoot_shop'",
+            &[&written],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        confirmed_past_load,
+        "the slot was not confirmed past the delivered load"
+    );
+
+    // Restarted: resumes from the slot (no second bootstrap) and keeps up.
+    load(&admin, 500, 100).await;
+    let child = start(&config_path);
+    wait_until_ready(&api, true).await;
+    load(&admin, 600, 100).await;
+    wait_until_equal(&admin, &target).await;
+    let (status, output) = terminate(child, Duration::from_secs(60)).await;
+    eprintln!("--- second run ---\n{output}");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        !output.contains("bootstrap: snapshot sent"),
+        "bootstrapped again"
+    );
+    assert_no_secrets(&output, "the server's output");
+}
