@@ -31,8 +31,12 @@ pub struct Problems {
 const SHORTEST_REDACTED: usize = 4;
 
 impl Problems {
-    /// Records a problem.
+    /// Records a problem; a second one at a path that has one already is left out (it follows
+    /// from the first, such as a malformed value that an unset variable left).
     pub fn push(&mut self, path: &str, message: impl Into<String>) {
+        if !path.is_empty() && self.found.iter().any(|p| p.path == path) {
+            return;
+        }
         self.found.push(Problem {
             path: path.to_owned(),
             message: message.into(),

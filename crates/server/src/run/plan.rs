@@ -196,7 +196,7 @@ fn reactions_of(
                 writer.tables = tables(pg.target.as_deref());
                 ReactionSpec::Postgres {
                     id: pg.id.clone(),
-                    config: writer,
+                    config: Box::new(writer),
                 }
             }
         })

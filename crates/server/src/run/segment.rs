@@ -34,7 +34,10 @@ pub(crate) struct QuerySpec {
 #[derive(Debug, Clone)]
 pub(crate) enum ReactionSpec {
     /// A PostgreSQL writer.
-    Postgres { id: String, config: WriterConfig },
+    Postgres {
+        id: String,
+        config: Box<WriterConfig>,
+    },
     /// Every change to the log.
     Log { id: String },
 }
@@ -188,7 +191,7 @@ impl SegmentTask {
             }
             ReactionSpec::Postgres { config, .. } => {
                 let writer = loop {
-                    match PostgresWriter::builder(config.clone()).connect().await {
+                    match PostgresWriter::builder((**config).clone()).connect().await {
                         Ok(writer) => break writer,
                         Err(error) => {
                             let reason = chain(&error);
