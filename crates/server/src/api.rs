@@ -204,15 +204,32 @@ async fn resume(State(state): State<ApiState>, Path(id): Path<String>) -> Respon
     command(&state, &id, Command::Resume).await
 }
 
-async fn command(state: &ApiState, id: &str, command: Command) -> Response {
+/// Sends a command and answers once the segment carried it out: `200` then, so a caller that
+/// paused knows no further input is taken.
+async fn command(
+    state: &ApiState,
+    id: &str,
+    command: impl FnOnce(oneshot::Sender<()>) -> Command,
+) -> Response {
     let Some(commands) = state.commands.get(id) else {
         return no_query(id);
     };
-    match commands.send(command).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(_) => (
+    let (reply, done) = oneshot::channel();
+    let not_running = || {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
             "the query is not running\n",
+        )
+    };
+    if commands.send(command(reply)).await.is_err() {
+        return not_running().into_response();
+    }
+    match timeout("query command", PROBE_LIMIT * 5, done).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(_)) => not_running().into_response(),
+        Err(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the query did not answer in time\n",
         )
             .into_response(),
     }

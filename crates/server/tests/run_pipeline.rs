@@ -330,3 +330,139 @@ async fn a_config_file_alone_bootstraps_streams_stops_cleanly_and_resumes() {
     );
     assert_no_secrets(&output, "the server's output");
 }
+
+async fn post(url: &str, token: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+/// Input batches the query has evaluated.
+async fn processed(api: &str, id: &str) -> u64 {
+    let (status, body) = get(&format!("{api}/api/v1/components"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let views: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    views
+        .iter()
+        .find(|view| view["id"] == id)
+        .and_then(|view| view["processed"].as_u64())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_lose_nothing_and_sigterm_under_load_confirms_the_slot_at_the_sink() {
+    let source = PgServer::new().await.unwrap();
+    let target = PgServer::new().await.unwrap();
+    let (admin, copy) = prepare(&source, &target).await;
+    let state = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let config_path = state.path().join("surefoot.yaml");
+    std::fs::write(
+        &config_path,
+        config(&source, &target, &state.path().join("state"), api_port),
+    )
+    .unwrap();
+    let child = start(&config_path);
+    wait_until_ready(&api, true).await;
+
+    // Paused: the query takes nothing more, whatever the load; resumed, it catches up.
+    assert_eq!(
+        post(&format!("{api}/api/v1/queries/totals/pause"), TOKEN).await,
+        200
+    );
+    let at_pause = processed(&api, "totals").await;
+    load(&admin, 0, 200).await;
+    assert_eq!(
+        processed(&api, "totals").await,
+        at_pause,
+        "input taken while paused"
+    );
+    assert_eq!(
+        post(&format!("{api}/api/v1/queries/totals/resume"), TOKEN).await,
+        200
+    );
+    wait_until_equal(&admin, &target).await;
+    assert!(processed(&api, "totals").await > at_pause);
+
+    // SIGTERM while the load runs.
+    let load_client = source.connect("postgres").await.unwrap();
+    let (stop_load, mut stopped) = tokio::sync::watch::channel(false);
+    let loader = tokio::spawn(async move {
+        let mut k = 1_000;
+        while !*stopped.borrow_and_update() {
+            load(&load_client, k, 10).await;
+            k += 10;
+        }
+        k - 1_000
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopping = Instant::now();
+    let (status, output) = terminate(child, Duration::from_secs(60)).await;
+    let took = stopping.elapsed();
+    stop_load.send_replace(true);
+    let transactions = loader.await.unwrap();
+    assert!(status.success(), "exit status {status:?}\n{output}");
+    assert_no_secrets(&output, "the server's output");
+
+    // The slot's confirmed position is the table mirror's checkpoint: nothing confirmed that
+    // the sink had not committed.
+    let confirmed: String = admin
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'surefoot_shop'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let checkpoint: String = copy
+        .query_one(
+            "SELECT ('0/0'::pg_lsn + major)::text FROM surefoot_writer.checkpoint \
+             WHERE sink = 'tables-mirror' AND source = 'shop'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // The sink's checkpoint is the position of its last transaction's commit record; the slot
+    // confirms where that record ends (streaming resumes with the next transaction).
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .await
+        .unwrap();
+    let (record, commit_end): (String, String) = admin
+        .query_one(
+            "SELECT record_type, end_lsn::text FROM pg_get_wal_record_info($1::text::pg_lsn)",
+            &[&checkpoint],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap();
+    eprintln!(
+        "sigterm under load: {transactions} load transactions, exit in {:.1} s; slot confirmed \
+         {confirmed}; sink checkpoint {checkpoint} ({record} record ending at {commit_end})",
+        took.as_secs_f64()
+    );
+    assert_eq!(record, "COMMIT", "the checkpoint is not a commit record");
+    assert_eq!(
+        confirmed, commit_end,
+        "the slot is not confirmed at the end of the sink's last transaction"
+    );
+
+    // Nothing was lost: restarted, the targets catch up with everything written.
+    let child = start(&config_path);
+    wait_until_ready(&api, true).await;
+    wait_until_equal(&admin, &target).await;
+    let applied =
+        surefoot_pipeline_tests::applied::applied(copy.client(), "totals-mirror", "totals")
+            .await
+            .unwrap();
+    assert_eq!(applied.overlapping, 0, "result diffs applied twice");
+    let (status, _) = terminate(child, Duration::from_secs(60)).await;
+    assert!(status.success());
+}

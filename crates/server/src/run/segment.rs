@@ -55,10 +55,10 @@ impl ReactionSpec {
 pub(crate) enum Command {
     /// The query's current result.
     Results(oneshot::Sender<Vec<Row>>),
-    /// Stop taking input (what was taken is finished); the source holds the rest.
-    Pause,
-    /// Take input again.
-    Resume,
+    /// Stop taking input (what was taken is finished; the source holds the rest), then reply.
+    Pause(oneshot::Sender<()>),
+    /// Take input again, then reply.
+    Resume(oneshot::Sender<()>),
 }
 
 /// A segment's task.
@@ -288,12 +288,19 @@ async fn evaluate(
             command = commands.recv(), if commands_open => Event::Command(command),
             batch = input.recv(), if !*paused => Event::Batch(batch),
             // Paused with nobody left to resume it: take input again.
-            else => Event::Command(Some(Command::Resume)),
+            else => Event::Command(Some(Command::Resume(oneshot::channel().0))),
         };
         match event {
             Event::Command(None) => commands_open = false,
-            Event::Command(Some(Command::Pause)) => *paused = true,
-            Event::Command(Some(Command::Resume)) => *paused = false,
+            Event::Command(Some(Command::Pause(reply))) => {
+                *paused = true;
+                // The asker may have given up waiting: the segment is paused all the same.
+                let _unasked = reply.send(());
+            }
+            Event::Command(Some(Command::Resume(reply))) => {
+                *paused = false;
+                let _unasked = reply.send(());
+            }
             Event::Command(Some(Command::Results(reply))) => {
                 let rows = query
                     .as_deref()
