@@ -393,20 +393,22 @@ async fn pause_and_resume_lose_nothing_and_sigterm_under_load_confirms_the_slot_
     // SIGTERM while the load runs.
     let load_client = source.connect("postgres").await.unwrap();
     let (stop_load, mut stopped) = tokio::sync::watch::channel(false);
-    let loader = tokio::spawn(async move {
+    let loader = async {
         let mut k = 1_000;
         while !*stopped.borrow_and_update() {
             load(&load_client, k, 10).await;
             k += 10;
         }
         k - 1_000
-    });
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stopping = Instant::now();
-    let (status, output) = terminate(child, Duration::from_secs(60)).await;
-    let took = stopping.elapsed();
-    stop_load.send_replace(true);
-    let transactions = loader.await.unwrap();
+    };
+    let stopper = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let stopping = Instant::now();
+        let (status, output) = terminate(child, Duration::from_secs(60)).await;
+        stop_load.send_replace(true);
+        (status, output, stopping.elapsed())
+    };
+    let (transactions, (status, output, took)) = tokio::join!(loader, stopper);
     assert!(status.success(), "exit status {status:?}\n{output}");
     assert_no_secrets(&output, "the server's output");
 
