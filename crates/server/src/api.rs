@@ -1,7 +1,6 @@
 //! The management API (axum, its own listener): health and metrics for probes and scrapers,
 //! and `/api/v1` behind bearer tokens.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +15,11 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use surefoot_core_lifecycle::{TaskGroup, timeout};
 use surefoot_core_model::Secret;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::run::{
-    Command, ComponentView, Kind, Metrics, Registry, RunError, State as Stage, Writers,
+    Command, ComponentView, Kind, Manager, Metrics, Refusal, Registry, RunError, State as Stage,
+    Writers,
 };
 
 /// Bound on one readiness probe of a writer, and on a query's answer to the API.
@@ -34,8 +34,8 @@ pub struct ApiState {
     pub writers: Writers,
     /// `/metrics`, when enabled.
     pub metrics: Option<Metrics>,
-    /// Commands to the segments, by query (or source) id.
-    pub(crate) commands: Arc<BTreeMap<String, mpsc::Sender<Command>>>,
+    /// The components, to describe, create and remove.
+    pub manager: Manager,
     /// Accepted bearer tokens; none means the API is open (allowed on loopback only).
     pub tokens: Arc<Vec<Secret>>,
 }
@@ -47,6 +47,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/queries/{id}/results", get(results))
         .route("/api/v1/queries/{id}/pause", post(pause))
         .route("/api/v1/queries/{id}/resume", post(resume))
+        .route("/api/v1/tasks", get(tasks))
+        .route("/api/v1/sources/{id}", get(describe_source))
+        .route(
+            "/api/v1/queries/{id}",
+            get(describe_query).put(add_query).delete(remove_query),
+        )
+        .route(
+            "/api/v1/reactions/{id}",
+            get(describe_reaction).delete(remove_reaction),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route("/health/live", get(live))
@@ -170,7 +180,7 @@ fn no_query(id: &str) -> Response {
 }
 
 async fn results(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
-    let Some(commands) = state.commands.get(&id) else {
+    let Some(commands) = state.manager.commands(&id) else {
         return no_query(&id);
     };
     let (reply, answer) = oneshot::channel();
@@ -211,7 +221,7 @@ async fn command(
     id: &str,
     command: impl FnOnce(oneshot::Sender<()>) -> Command,
 ) -> Response {
-    let Some(commands) = state.commands.get(id) else {
+    let Some(commands) = state.manager.commands(id) else {
         return no_query(id);
     };
     let (reply, done) = oneshot::channel();
@@ -232,5 +242,65 @@ async fn command(
             "the query did not answer in time\n",
         )
             .into_response(),
+    }
+}
+
+async fn tasks(State(state): State<ApiState>) -> Json<Vec<String>> {
+    Json(state.manager.tasks())
+}
+
+fn describe(state: &ApiState, kind: &str, id: &str) -> Response {
+    match state.manager.describe(kind, id) {
+        Some(view) => Json(view).into_response(),
+        None => refused(Refusal {
+            status: 404,
+            problems: vec![format!("no {kind} entry `{id}`")],
+        }),
+    }
+}
+
+async fn describe_source(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    describe(&state, "sources", &id)
+}
+
+async fn describe_query(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    describe(&state, "queries", &id)
+}
+
+async fn describe_reaction(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    describe(&state, "reactions", &id)
+}
+
+fn refused(refusal: Refusal) -> Response {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    (
+        status,
+        Json(serde_json::json!({ "problems": refusal.problems })),
+    )
+        .into_response()
+}
+
+async fn add_query(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
+    match state.manager.add_query(&id, &body) {
+        Ok(()) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+async fn remove_query(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    match state.manager.remove_query(&id).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+async fn remove_reaction(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    match state.manager.remove_reaction(&id).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(refusal) => refused(refusal),
     }
 }

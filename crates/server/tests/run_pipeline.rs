@@ -468,3 +468,199 @@ async fn pause_and_resume_lose_nothing_and_sigterm_under_load_confirms_the_slot_
     let (status, _) = terminate(child, Duration::from_secs(60)).await;
     assert!(status.success());
 }
+
+async fn send(method: reqwest::Method, url: &str, body: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(30));
+    if let Some(body) = body {
+        request = request.body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Waits until no live task's name contains `fragment`.
+async fn wait_for_no_task(api: &str, fragment: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(&format!("{api}/api/v1/tasks"), Some(TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        let tasks: Vec<String> = serde_json::from_str(&body).unwrap();
+        if !tasks.iter().any(|task| task.contains(fragment)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "tasks left: {tasks:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const BIG_SQL: &str = "SELECT o.id, o.amount, c.region FROM orders o JOIN customers c \
+     ON o.customer = c.id WHERE o.amount > 50";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_added_at_runtime_bootstraps_and_streams_and_removed_components_leave_no_task() {
+    let source = PgServer::new().await.unwrap();
+    let target = PgServer::new().await.unwrap();
+    let (admin, copy) = prepare(&source, &target).await;
+    admin
+        .batch_execute(&format!("CREATE VIEW query.big AS {BIG_SQL}"))
+        .await
+        .unwrap();
+    copy.batch_execute(
+        "CREATE TABLE query.big (id int, amount int, region text, \"_key.o.id\" int, \
+         \"_key.c.id\" int, PRIMARY KEY (\"_key.o.id\", \"_key.c.id\"))",
+    )
+    .await
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let config_path = state.path().join("surefoot.yaml");
+    std::fs::write(
+        &config_path,
+        config(&source, &target, &state.path().join("state"), api_port),
+    )
+    .unwrap();
+    let child = start(&config_path);
+    wait_until_ready(&api, true).await;
+    load(&admin, 0, 100).await;
+
+    // Refused like the file would be, with the path of each problem.
+    let (status, body) = send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/queries/bad"),
+        Some("sql: SELECT id FROM orders ORDER BY id\ncolour: red\n"),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("colour: unknown field"), "{body}");
+
+    let url = format!(
+        "postgres://{}:${{TARGET_PASSWORD}}@{}:{}/target",
+        target.user(),
+        target.host(),
+        target.port()
+    );
+    let body = format!(
+        "sql: \"{BIG_SQL}\"\nreactions:\n  - kind: postgres\n    id: big-mirror\n    from: big\n    url: {url}\n    target: query.big\n"
+    );
+    let (status, answer) = send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/queries/big"),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, _) = send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/queries/big"),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 409, "a second PUT of the same id");
+    load(&admin, 100, 200).await;
+    let copy_url = target.connection_string("target");
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let big = except_both_ways(
+            admin.client(),
+            &copy_url,
+            "query.big",
+            "id, amount, region",
+            "id int, amount int, region text",
+        )
+        .await
+        .unwrap();
+        if big.is_equal() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the added query's mirror never matched: {big:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (status, description) = get(&format!("{api}/api/v1/queries/big"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{description}");
+    assert!(description.contains("\"runtime\":true"), "{description}");
+    let (_, reaction) = get(&format!("{api}/api/v1/reactions/big-mirror"), Some(TOKEN)).await;
+    assert_no_secrets(&reaction, "a reaction's description");
+
+    // Removed: the reaction's task ends, then the query's and its temporary slot's.
+    let (status, _) = send(
+        reqwest::Method::DELETE,
+        &format!("{api}/api/v1/reactions/big-mirror"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_for_no_task(&api, "reaction-big-mirror").await;
+    let (status, _) = send(
+        reqwest::Method::DELETE,
+        &format!("{api}/api/v1/queries/big"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_for_no_task(&api, "query-big").await;
+    wait_for_no_task(&api, "for-big").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let slots: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'surefoot_tmp%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if slots == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the temporary slot stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        get(&format!("{api}/api/v1/queries/big"), Some(TOKEN))
+            .await
+            .0,
+        404
+    );
+
+    // A reaction of the file removed; the rest keeps running.
+    let (status, _) = send(
+        reqwest::Method::DELETE,
+        &format!("{api}/api/v1/reactions/tables-mirror"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_for_no_task(&api, "reaction-tables-mirror").await;
+    load(&admin, 300, 100).await;
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let totals = except_both_ways(
+            admin.client(),
+            &copy_url,
+            "query.totals",
+            TOTAL_COLUMNS,
+            TOTAL_TYPES,
+        )
+        .await
+        .unwrap();
+        if totals.is_equal() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the query's mirror stopped: {totals:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (status, output) = terminate(child, Duration::from_secs(60)).await;
+    assert!(status.success(), "exit status {status:?}\n{output}");
+    assert_no_secrets(&output, "the server's output");
+}

@@ -3,10 +3,12 @@
 //! SIGINT: the sources stop intake and confirm their final watermark, the queries and reactions
 //! drain what was taken, the writers flush. A second signal exits at once.
 
+mod added;
 mod discover;
 mod error;
 mod fanout;
 mod logging;
+mod manager;
 mod metrics;
 mod plan;
 mod registry;
@@ -23,6 +25,7 @@ use surefoot_core_lifecycle::TaskGroup;
 use surefoot_core_lifecycle::signal::shutdown_signal;
 
 pub use error::RunError;
+pub use manager::{Manager, Refusal};
 pub use metrics::Metrics;
 pub use registry::{ComponentView, Kind, Registry, State};
 pub(crate) use segment::Command;
@@ -64,29 +67,44 @@ async fn serve(config: Config) -> Result<ExitCode, RunError> {
     let signals = shutdown_signal().map_err(|e| RunError::State(error::chain(&e)))?;
     tokio::pin!(signals);
     let (metrics, provider) = Metrics::install()?;
+    clear_runtime_state(&config.state_dir)?;
     let registry = Registry::new(STALL_AFTER);
     let writers = Writers::default();
+    let work = TaskGroup::new("pipeline");
     let pipeline = tokio::select! {
-        planned = plan::plan(&config, &registry, &writers, STOP_DEADLINE) => planned?,
+        planned = plan::plan(&config, &registry, &writers, &work, STOP_DEADLINE) => planned?,
         signal = &mut signals => {
             tracing::info!(?signal, "stopped before the pipeline started");
             return Ok(ExitCode::SUCCESS);
         }
     };
     let api_group = TaskGroup::new("api");
+    let sources = TaskGroup::new("sources");
+    let (tables, libraries) = (pipeline.tables.clone(), pipeline.libraries.clone());
+    let segments = pipeline.commands.clone();
+    let fan_outs = spawn(&work, &sources, pipeline)?;
+    let manager = Manager::new(manager::ManagerParts {
+        config: config.clone(),
+        tables,
+        libraries,
+        segments,
+        fan_outs,
+        registry: registry.clone(),
+        writers: writers.clone(),
+        work: work.clone(),
+        sources: sources.clone(),
+        stop_deadline: STOP_DEADLINE,
+    });
     let state = ApiState {
         registry: registry.clone(),
         writers: writers.clone(),
         metrics: config.metrics.enabled.then_some(metrics),
-        commands: Arc::new(pipeline.commands.clone()),
+        manager,
         tokens: Arc::new(config.api.tokens.clone()),
     };
     if let Some(listen) = config.api.listen {
         api::serve(listen, state, &api_group).await?;
     }
-    let work = TaskGroup::new("pipeline");
-    let sources = TaskGroup::new("sources");
-    spawn(&work, &sources, pipeline)?;
     tracing::info!(
         sources = config.sources.len(),
         queries = config.queries.len(),
@@ -126,19 +144,38 @@ async fn serve(config: Config) -> Result<ExitCode, RunError> {
     }
 }
 
-fn spawn(work: &TaskGroup, sources: &TaskGroup, pipeline: plan::Pipeline) -> Result<(), RunError> {
+/// Spawns the segments, the fan-outs and the sources; returns where to send each fan-out
+/// commands.
+fn spawn(
+    work: &TaskGroup,
+    sources: &TaskGroup,
+    pipeline: plan::Pipeline,
+) -> Result<
+    std::collections::BTreeMap<String, tokio::sync::mpsc::Sender<fanout::FanOutCommand>>,
+    RunError,
+> {
     let spawn_error = |e: surefoot_core_lifecycle::SpawnError| RunError::State(error::chain(&e));
-    for (index, segment) in pipeline.segments.into_iter().enumerate() {
-        work.spawn(format!("segment-{index}"), |cancel| segment.run(cancel))
+    for segment in pipeline.segments {
+        let name = match &segment.query {
+            Some(query) => format!("query-{}", query.id),
+            None => format!(
+                "reactions-of-{}",
+                segment.reactions.first().map_or("", |r| r.id())
+            ),
+        };
+        work.spawn(name, |cancel| segment.run(cancel))
             .map_err(spawn_error)?;
     }
+    let mut fan_out_commands = std::collections::BTreeMap::new();
     for (source, input, consumers, registry) in pipeline
         .fan_outs
         .into_iter()
         .map(|(s, i, c)| (s, i, c, pipeline.registry.clone()))
     {
+        let (commands, commands_in) = tokio::sync::mpsc::channel(8);
+        fan_out_commands.insert(source.clone(), commands);
         work.spawn(format!("fan-out-{source}"), move |_| {
-            fanout::fan_out(source, input, consumers, registry)
+            fanout::fan_out(source, input, consumers, commands_in, registry)
         })
         .map_err(spawn_error)?;
     }
@@ -148,5 +185,18 @@ fn spawn(work: &TaskGroup, sources: &TaskGroup, pipeline: plan::Pipeline) -> Res
             .spawn(name, |cancel| task.run(cancel))
             .map_err(spawn_error)?;
     }
-    Ok(())
+    Ok(fan_out_commands)
+}
+
+/// Components created through the API last until the process stops: their state goes.
+fn clear_runtime_state(state_dir: &std::path::Path) -> Result<(), RunError> {
+    let dir = manager::runtime_dir(state_dir);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {
+            tracing::info!(dir = %dir.display(), "cleared the state of components created at runtime");
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(RunError::State(format!("{}: {error}", dir.display()))),
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use surefoot_core_lifecycle::TaskGroup;
 use surefoot_core_model::{BatchSender, TableRef, batch_channel};
 use surefoot_query::{Catalog, ContinuousQuery, OUTPUT_SCHEMA, TableSchema};
 use surefoot_sink_postgres_writer::{ApplyMode, TableConfig, WriterConfig};
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 use super::discover::discover;
 use super::error::{RunError, chain};
 use super::registry::{Kind, Registry};
-use super::segment::{Command, QuerySpec, ReactionSpec, SegmentTask};
+use super::segment::{Command, Launcher, QuerySpec, ReactionSpec, SegmentTask};
 use super::snapshot::marker_path;
 use super::source::SourceTask;
 use super::writers::Writers;
@@ -30,12 +31,19 @@ const CONSUMER_QUEUE: usize = 64;
 pub(crate) struct Pipeline {
     pub(crate) sources: Vec<SourceTask>,
     /// Per source: its output's receiving end and the consumers' inputs.
-    pub(crate) fan_outs: Vec<(String, surefoot_core_model::BatchReceiver, Vec<BatchSender>)>,
+    pub(crate) fan_outs: Vec<(String, surefoot_core_model::BatchReceiver, Consumers)>,
     pub(crate) segments: Vec<SegmentTask>,
     /// Commands to the segment of each query.
     pub(crate) commands: BTreeMap<String, mpsc::Sender<Command>>,
     pub(crate) registry: Registry,
+    /// Each source's tables, as discovered.
+    pub(crate) tables: BTreeMap<String, Vec<TableSchema>>,
+    /// Each source's settings for the library.
+    pub(crate) libraries: BTreeMap<String, PostgresSourceConfig>,
 }
+
+/// A source's consumers: each segment's key (query or source id) and input.
+pub(crate) type Consumers = Vec<(String, BatchSender)>;
 
 /// The source's settings for the library.
 pub(crate) fn source_config(source: &PostgresSource) -> Result<PostgresSourceConfig, RunError> {
@@ -71,6 +79,7 @@ pub(crate) async fn plan(
     config: &Config,
     registry: &Registry,
     writers: &Writers,
+    group: &TaskGroup,
     stop_deadline: Duration,
 ) -> Result<Pipeline, RunError> {
     let mut tables: BTreeMap<String, Vec<TableSchema>> = BTreeMap::new();
@@ -81,7 +90,7 @@ pub(crate) async fn plan(
         tables.insert(pg.id.clone(), discover(&library, &pg.tables).await?);
         source_configs.push((pg.clone(), library));
     }
-    let mut inputs: BTreeMap<String, Vec<BatchSender>> = BTreeMap::new();
+    let mut inputs: BTreeMap<String, Consumers> = BTreeMap::new();
     let mut segments = Vec::new();
     let mut commands = BTreeMap::new();
     for query in &config.queries {
@@ -90,51 +99,40 @@ pub(crate) async fn plan(
         } else {
             query.sources.iter().collect()
         };
-        let catalog = read
-            .iter()
-            .flat_map(|source| tables.get(*source).into_iter().flatten())
-            .fold(Catalog::new(), |catalog, table| catalog.with(table.clone()));
-        let planned = ContinuousQuery::new(&query.id, &query.sql, &catalog)
-            .map_err(|error| RunError::query(&query.id, error.to_string()))?;
+        let catalog = catalog_of(&tables, &read);
         let state_path = config
             .state_dir
             .join("queries")
             .join(format!("{}.redb", query.id));
         check_bootstrap_state(config, &read, &query.id, &state_path)?;
-        let reactions = reactions_of(config, &query.id, |target| {
-            query_table(&query.id, planned.key_columns(), target)
-        });
-        let (sender, input) = batch_channel(CONSUMER_QUEUE);
+        let launcher = Launcher {
+            group: group.clone(),
+            registry: registry.clone(),
+            writers: writers.clone(),
+        };
+        let (segment, command, sender) =
+            query_segment(&config.reactions, query, catalog, state_path, launcher)?;
         for source in read {
             inputs
                 .entry(source.clone())
                 .or_default()
-                .push(sender.clone());
+                .push((query.id.clone(), sender.clone()));
         }
-        let (command, commands_in) = mpsc::channel(8);
         commands.insert(query.id.clone(), command);
-        registry.add(&query.id, Kind::Query);
-        segments.push(SegmentTask {
-            query: Some(QuerySpec {
-                id: query.id.clone(),
-                sql: query.sql.clone(),
-                catalog,
-                state_path,
-            }),
-            reactions,
-            input,
-            commands: commands_in,
-            registry: registry.clone(),
-            writers: writers.clone(),
-        });
+        segments.push(segment);
     }
     for (source, schemas) in &tables {
-        let reactions = reactions_of(config, source, |target| source_tables(schemas, target));
+        let reactions = reactions_of(&config.reactions, source, |target| {
+            source_tables(schemas, target)
+        });
         if reactions.is_empty() {
             continue;
         }
         let (sender, input) = batch_channel(CONSUMER_QUEUE);
-        inputs.entry(source.clone()).or_default().push(sender);
+        inputs
+            .entry(source.clone())
+            .or_default()
+            .push((source.clone(), sender));
         let (command, commands_in) = mpsc::channel(8);
         commands.insert(source.clone(), command);
         segments.push(SegmentTask {
@@ -142,15 +140,24 @@ pub(crate) async fn plan(
             reactions,
             input,
             commands: commands_in,
-            registry: registry.clone(),
-            writers: writers.clone(),
+            launcher: Launcher {
+                group: group.clone(),
+                registry: registry.clone(),
+                writers: writers.clone(),
+            },
         });
     }
     for reaction in &config.reactions {
-        registry.add(reaction.id(), Kind::Reaction);
+        if tables.contains_key(reaction.from()) {
+            registry.add(reaction.id(), Kind::Reaction);
+        }
     }
     let mut sources = Vec::new();
     let mut fan_outs = Vec::new();
+    let libraries = source_configs
+        .iter()
+        .map(|(pg, library)| (pg.id.clone(), library.clone()))
+        .collect();
     for (pg, library) in source_configs {
         let (output, receiver) = batch_channel(CONSUMER_QUEUE);
         registry.add(&pg.id, Kind::Source);
@@ -174,17 +181,64 @@ pub(crate) async fn plan(
         segments,
         commands,
         registry: registry.clone(),
+        tables,
+        libraries,
     })
+}
+
+/// The catalog of the tables of `sources`.
+pub(crate) fn catalog_of(
+    tables: &BTreeMap<String, Vec<TableSchema>>,
+    sources: &[&String],
+) -> Catalog {
+    sources
+        .iter()
+        .flat_map(|source| tables.get(*source).into_iter().flatten())
+        .fold(Catalog::new(), |catalog, table| catalog.with(table.clone()))
+}
+
+/// A query's segment with the reactions (of `reactions`) that read it: the task, where to
+/// send it commands, and its input.
+pub(crate) fn query_segment(
+    reactions: &[ReactionConfig],
+    query: &crate::config::QueryConfig,
+    catalog: Catalog,
+    state_path: std::path::PathBuf,
+    launcher: Launcher,
+) -> Result<(SegmentTask, mpsc::Sender<Command>, BatchSender), RunError> {
+    let planned = ContinuousQuery::new(&query.id, &query.sql, &catalog)
+        .map_err(|error| RunError::query(&query.id, error.to_string()))?;
+    let reactions = reactions_of(reactions, &query.id, |target| {
+        query_table(&query.id, planned.key_columns(), target)
+    });
+    for reaction in &reactions {
+        launcher.registry.add(reaction.id(), Kind::Reaction);
+    }
+    let (sender, input) = batch_channel(CONSUMER_QUEUE);
+    let (command, commands) = mpsc::channel(8);
+    launcher.registry.add(&query.id, Kind::Query);
+    let segment = SegmentTask {
+        query: Some(QuerySpec {
+            id: query.id.clone(),
+            sql: query.sql.clone(),
+            catalog,
+            state_path,
+        }),
+        reactions,
+        input,
+        commands,
+        launcher,
+    };
+    Ok((segment, command, sender))
 }
 
 /// The reactions reading `from`, each postgres writer given its tables by `tables`.
 fn reactions_of(
-    config: &Config,
+    reactions: &[ReactionConfig],
     from: &str,
     tables: impl Fn(Option<&str>) -> Vec<TableConfig>,
 ) -> Vec<ReactionSpec> {
-    config
-        .reactions
+    reactions
         .iter()
         .filter(|reaction| reaction.from() == from)
         .map(|reaction| match reaction {

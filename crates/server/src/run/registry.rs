@@ -104,6 +104,13 @@ impl Registry {
         });
     }
 
+    /// Removes a component.
+    pub fn remove(&self, id: &str) {
+        self.with(|entries| {
+            entries.remove(id);
+        });
+    }
+
     /// Sets a component's state and detail.
     pub fn set(&self, id: &str, state: State, detail: Option<String>) {
         self.with(|entries| {

@@ -17,6 +17,11 @@ impl Writers {
         self.lock().insert(id.to_owned(), writer);
     }
 
+    /// Forgets the writer of reaction `id`.
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
     /// Every writer, by id (handles: cloning is cheap).
     pub fn all(&self) -> Vec<(String, PostgresWriter)> {
         self.lock()

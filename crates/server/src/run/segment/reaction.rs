@@ -1,0 +1,146 @@
+//! A segment's reactions: each connected (retrying until it connects), then run as a task of
+//! its own, telling the segment how it ended.
+
+use std::time::Duration;
+
+use surefoot_core_lifecycle::{CancellationToken, TaskGroup};
+use surefoot_core_model::{BatchReceiver, BatchSender, batch_channel};
+use surefoot_sink_postgres_writer::{PostgresWriter, WriterConfig};
+use tokio::sync::mpsc;
+
+use crate::run::error::{RunError, chain};
+use crate::run::registry::{Registry, State};
+use crate::run::writers::Writers;
+
+/// Waits between attempts to connect.
+const CONNECT_RETRY: Duration = Duration::from_secs(2);
+/// Batches between a segment and each of its reactions.
+const REACTION_QUEUE: usize = 64;
+
+/// A reaction as a segment runs it.
+#[derive(Debug, Clone)]
+pub(crate) enum ReactionSpec {
+    /// A PostgreSQL writer.
+    Postgres {
+        id: String,
+        config: Box<WriterConfig>,
+    },
+    /// Every change to the log.
+    Log { id: String },
+}
+
+impl ReactionSpec {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            ReactionSpec::Postgres { id, .. } | ReactionSpec::Log { id } => id,
+        }
+    }
+}
+
+/// How a reaction's task ended: its id, and the failure if it failed.
+pub(crate) type ReactionEnded = (String, Option<RunError>);
+
+/// What launching needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Launcher {
+    pub(crate) group: TaskGroup,
+    pub(crate) registry: Registry,
+    pub(crate) writers: Writers,
+}
+
+impl Launcher {
+    /// Connects `spec` and spawns its task `reaction-<id>`, which reports its end on `ended`.
+    /// Returns the reaction's input, or `None` if cancelled while connecting.
+    pub(crate) async fn launch(
+        &self,
+        spec: &ReactionSpec,
+        ended: &mpsc::UnboundedSender<ReactionEnded>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<BatchSender>, RunError> {
+        let id = spec.id().to_owned();
+        let (output, input) = batch_channel(REACTION_QUEUE);
+        let run = match spec {
+            ReactionSpec::Log { .. } => Run::Log,
+            ReactionSpec::Postgres { config, .. } => {
+                match self.connect(&id, config, cancel).await {
+                    Some(writer) => Run::Writer(writer),
+                    None => return Ok(None),
+                }
+            }
+        };
+        self.registry.set(&id, State::Running, None);
+        let registry = self.registry.clone();
+        let ended = ended.clone();
+        let name = format!("reaction-{id}");
+        let spawned = self.group.spawn(name, move |_| async move {
+            let failure = run.run(&id, input, &registry).await.err();
+            if let Some(error) = &failure {
+                registry.set(&id, State::Failed, Some(error.to_string()));
+            }
+            // The segment is gone only when it has stopped waiting for its reactions.
+            let _segment_gone = ended.send((id, failure));
+            Ok::<(), RunError>(())
+        });
+        spawned.map_err(|error| RunError::reaction(spec.id(), chain(&error)))?;
+        Ok(Some(output))
+    }
+
+    async fn connect(
+        &self,
+        id: &str,
+        config: &WriterConfig,
+        cancel: &CancellationToken,
+    ) -> Option<PostgresWriter> {
+        loop {
+            match PostgresWriter::builder(config.clone()).connect().await {
+                Ok(writer) => {
+                    self.writers.insert(id, writer.clone());
+                    return Some(writer);
+                }
+                Err(error) => {
+                    let reason = chain(&error);
+                    tracing::warn!(reaction = %id, %reason, "writer could not connect; retrying");
+                    self.registry.set(id, State::Failed, Some(reason));
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(CONNECT_RETRY) => {}
+                () = cancel.cancelled() => return None,
+            }
+        }
+    }
+}
+
+/// A connected reaction.
+enum Run {
+    Writer(PostgresWriter),
+    Log,
+}
+
+impl Run {
+    /// Runs until `input` closes (the writer drains it first).
+    async fn run(
+        self,
+        id: &str,
+        mut input: BatchReceiver,
+        registry: &Registry,
+    ) -> Result<(), RunError> {
+        match self {
+            Run::Log => {
+                while let Some(batch) = input.recv().await {
+                    for change in batch.changes.iter() {
+                        tracing::info!(reaction = %id, source = %batch.source, ?change, "change");
+                    }
+                    registry.progress(id);
+                    batch.ack.delivered();
+                }
+                Ok(())
+            }
+            // Never cancelled: at a stop the input closes and the writer drains it.
+            Run::Writer(writer) => writer
+                .run(input, CancellationToken::new())
+                .await
+                .map_err(|error| RunError::reaction(id, chain(&error))),
+        }
+    }
+}
