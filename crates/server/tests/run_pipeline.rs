@@ -231,6 +231,86 @@ async fn load(client: &PgClient, from: i32, count: i32) {
     }
 }
 
+/// Every operation of the OpenAPI document is served (none falls to the router's fallback or
+/// answers 405), and every route the server has is in the document.
+async fn openapi_matches_the_routes(api: &str) {
+    assert_eq!(
+        get(&format!("{api}/api/v1/openapi.json"), None).await.0,
+        401
+    );
+    let (status, body) = get(&format!("{api}/api/v1/openapi.json"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            operations.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    operations.sort();
+    let expected = [
+        "DELETE /api/v1/queries/{id}",
+        "DELETE /api/v1/reactions/{id}",
+        "GET /api/v1/components",
+        "GET /api/v1/queries/{id}",
+        "GET /api/v1/queries/{id}/results",
+        "GET /api/v1/reactions/{id}",
+        "GET /api/v1/sources/{id}",
+        "GET /api/v1/tasks",
+        "GET /health/live",
+        "GET /health/ready",
+        "GET /metrics",
+        "POST /api/v1/queries/{id}/pause",
+        "POST /api/v1/queries/{id}/resume",
+        "PUT /api/v1/queries/{id}",
+    ];
+    assert_eq!(operations, expected, "the documented operations");
+    for operation in &operations {
+        let (method, path) = operation.split_once(' ').unwrap();
+        let url = format!("{api}{}", path.replace("{id}", "no-such-id"));
+        let response = reqwest::Client::new()
+            .request(method.parse().unwrap(), &url)
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert_ne!(status, 405, "{operation}: not routed for its method");
+        assert!(
+            status != 404 || !text.is_empty(),
+            "{operation}: falls to the router's fallback"
+        );
+        if path.starts_with("/api/v1") {
+            let unauthenticated = reqwest::Client::new()
+                .request(method.parse().unwrap(), &url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                unauthenticated.status().as_u16(),
+                401,
+                "{operation} without a token"
+            );
+            let security = &paths[path][method.to_lowercase()]["security"];
+            assert!(
+                security.is_array(),
+                "{operation}: no security requirement documented"
+            );
+        }
+    }
+    // A route not in the document is the fallback's.
+    let (status, text) = get(&format!("{api}/api/v1/undocumented"), Some(TOKEN)).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (404, ""),
+        "an undocumented route answers"
+    );
+}
+
 fn assert_no_secrets(text: &str, what: &str) {
     for secret in [TOKEN, TARGET_PASSWORD] {
         assert!(!text.contains(secret), "a secret appears in {what}");
@@ -269,6 +349,8 @@ async fn a_config_file_alone_bootstraps_streams_stops_cleanly_and_resumes() {
     assert_eq!(status, 200, "{body}");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(rows.len(), 9, "one result row per region: {body}");
+
+    openapi_matches_the_routes(&api).await;
 
     // Metrics parse as Prometheus text and hold the libraries' instruments.
     let (status, text) = get(&format!("{api}/metrics"), None).await;

@@ -1,0 +1,96 @@
+//! The components: listed, described, created and removed.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiState;
+use crate::run::{ComponentView, Refusal};
+
+#[utoipa::path(get, path = "/api/v1/components", tag = "components", responses((status = 200, description = "Every component: status, detail, progress"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn components(State(state): State<ApiState>) -> Json<Vec<ComponentView>> {
+    Json(state.registry.views())
+}
+
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "components", responses((status = 200, description = "Names of the live tasks"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn tasks(State(state): State<ApiState>) -> Json<Vec<String>> {
+    Json(state.manager.tasks())
+}
+
+pub(super) fn describe(state: &ApiState, kind: &str, id: &str) -> Response {
+    match state.manager.describe(kind, id) {
+        Some(view) => Json(view).into_response(),
+        None => refused(Refusal {
+            status: 404,
+            problems: vec![format!("no {kind} entry `{id}`")],
+        }),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "The source")), responses((status = 200, description = "Its settings (no secrets) and status"), (status = 404, description = "No such source"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn describe_source(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    describe(&state, "sources", &id)
+}
+
+#[utoipa::path(get, path = "/api/v1/queries/{id}", tag = "queries", params(("id" = String, Path, description = "The query")), responses((status = 200, description = "Its settings and status"), (status = 404, description = "No such query"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn describe_query(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    describe(&state, "queries", &id)
+}
+
+#[utoipa::path(get, path = "/api/v1/reactions/{id}", tag = "reactions", params(("id" = String, Path, description = "The reaction")), responses((status = 200, description = "Its settings (no secrets) and status"), (status = 404, description = "No such reaction"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn describe_reaction(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    describe(&state, "reactions", &id)
+}
+
+pub(super) fn refused(refusal: Refusal) -> Response {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    (
+        status,
+        Json(serde_json::json!({ "problems": refusal.problems })),
+    )
+        .into_response()
+}
+
+#[utoipa::path(put, path = "/api/v1/queries/{id}", tag = "queries", params(("id" = String, Path, description = "The query")), request_body(content = String, description = "YAML or JSON: `sql`, `sources`, `reactions`, as in the file", content_type = "application/yaml"), responses((status = 201, description = "Created: it bootstraps, then streams"), (status = 409, description = "The id is taken"), (status = 422, description = "Every problem, with its path"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn add_query(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
+    match state.manager.add_query(&id, &body) {
+        Ok(()) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1/queries/{id}", tag = "queries", params(("id" = String, Path, description = "The query")), responses((status = 202, description = "Removed: it drains what it holds, then its tasks end"), (status = 404, description = "No such query"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn remove_query(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.manager.remove_query(&id).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1/reactions/{id}", tag = "reactions", params(("id" = String, Path, description = "The reaction")), responses((status = 202, description = "Removed: it drains what it holds, then its task ends"), (status = 404, description = "No such reaction"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn remove_reaction(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.manager.remove_reaction(&id).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
