@@ -191,9 +191,9 @@ fn cases() -> Vec<(String, Vec<&'static str>)> {
         (
             with(
                 "  - kind: postgres\n    id: mirror",
-                "  - kind: webhook\n    id: mirror",
+                "  - kind: kafka\n    id: mirror",
             ),
-            vec!["reactions[0].kind: unknown reaction kind `webhook`"],
+            vec!["reactions[0].kind: unknown reaction kind `kafka`"],
         ),
         (
             with("    from: totals\n", "    from: totals\n    max_rows: 0\n"),
@@ -242,6 +242,23 @@ fn cases() -> Vec<(String, Vec<&'static str>)> {
                 "GROUP BY customer\n  - id: totals\n    sql: SELECT id FROM orders\n",
             ),
             vec!["queries[1].id: `totals` is used twice"],
+        ),
+        (
+            with(
+                "    from: totals\n    url: postgres://u:pw-Zx81Kq0Lm2@127.0.0.1/target",
+                "    from: totals\n    url: postgres://u:pw-Zx81Kq0Lm2@127.0.0.1/target\n  - kind: redis\n    id: stream\n    from: totals\n    url: http://127.0.0.1:6379",
+            ),
+            vec!["reactions[1].url: must start with redis:// or rediss://"],
+        ),
+        (
+            with(
+                "    from: totals\n    url: postgres://u:pw-Zx81Kq0Lm2@127.0.0.1/target",
+                "    from: totals\n    url: postgres://u:pw-Zx81Kq0Lm2@127.0.0.1/target\n  - kind: webhook\n    id: hook\n    from: totals\n    url: ftp://example.com/x\n    timeout_ms: 0",
+            ),
+            vec![
+                "reactions[1].url: must start with http:// or https://",
+                "reactions[1].timeout_ms: must be more than 0",
+            ],
         ),
         // Several problems at once: every one reported.
         (

@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use surefoot_core_lifecycle::TaskGroup;
+use surefoot_core_model::{Change, Operation};
 use surefoot_pipeline_tests::compare::except_both_ways;
-use surefoot_test_support::{PgClient, PgServer};
+use surefoot_test_support::{PgClient, PgServer, RedisServer};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 const TOKEN: &str = "api-token-7f3a9c1e5b2d4f60";
+const HOOK_TOKEN: &str = "hook-path-token-5c8e1a";
 const TARGET_PASSWORD: &str = "target-pass-Q8w2e4r6";
 const BOUND: Duration = Duration::from_secs(120);
 
@@ -36,6 +39,17 @@ fn free_port() -> u16 {
 }
 
 fn config(source: &PgServer, target: &PgServer, state: &Path, api_port: u16) -> String {
+    config_with(source, target, state, api_port, "")
+}
+
+/// The config with `extra` appended to its reactions.
+fn config_with(
+    source: &PgServer,
+    target: &PgServer,
+    state: &Path,
+    api_port: u16,
+    extra: &str,
+) -> String {
     format!(
         r#"state_dir: {state}
 sources:
@@ -58,7 +72,7 @@ reactions:
     id: tables-mirror
     from: shop
     url: postgres://{tuser}:${{TARGET_PASSWORD}}@{thost}:{tport}/target
-api:
+{extra}api:
   listen: 127.0.0.1:{api_port}
   tokens: ["${{SUREFOOT_TOKEN}}"]
 "#,
@@ -99,7 +113,12 @@ async fn prepare(source: &PgServer, target: &PgServer) -> (PgClient, PgClient) {
 }
 
 fn start(config_path: &Path) -> Child {
+    start_with(config_path, &[])
+}
+
+fn start_with(config_path: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_surefoot"))
+        .envs(env.iter().copied())
         .args(["run", "-c"])
         .arg(config_path)
         .env("TARGET_PASSWORD", TARGET_PASSWORD)
@@ -311,8 +330,106 @@ async fn openapi_matches_the_routes(api: &str) {
     );
 }
 
+/// An HTTP endpoint that keeps every body posted to it.
+struct Webhook {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    _group: TaskGroup,
+}
+
+impl Webhook {
+    async fn start() -> Self {
+        let bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+        let kept = bodies.clone();
+        let app = axum::Router::new().route(
+            &format!("/{HOOK_TOKEN}"),
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let kept = kept.clone();
+                async move {
+                    kept.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let group = TaskGroup::new("webhook");
+        group
+            .spawn("server", move |cancel| async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(cancel.cancelled_owned())
+                    .await
+            })
+            .unwrap();
+        Self {
+            url,
+            bodies,
+            _group: group,
+        }
+    }
+
+    fn bodies(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+/// Every batch appended to `stream`, as its JSON.
+async fn stream_batches(url: &str, stream: &str) -> Vec<serde_json::Value> {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|entry| {
+            let text: String = entry.get("batch").unwrap();
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect()
+}
+
+/// The result rows the diffs of `batches` add up to: each change once (by position, as a
+/// position-idempotent consumer applies them), keyed by the group key.
+fn fold(batches: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rows = std::collections::BTreeMap::new();
+    for batch in batches {
+        let changes: Vec<Change> = serde_json::from_value(batch["changes"].clone()).unwrap();
+        for change in changes {
+            if !seen.insert(change.position.to_string()) {
+                continue;
+            }
+            let key = |row: &surefoot_core_model::Row| format!("{:?}", row.get("_key.1"));
+            match &change.operation {
+                Operation::Insert { after } | Operation::Update { after, .. } => {
+                    rows.insert(key(after), serde_json::to_value(after).unwrap());
+                }
+                Operation::Delete { key: Some(old), .. }
+                | Operation::Delete {
+                    before: Some(old), ..
+                } => {
+                    rows.remove(&key(old));
+                }
+                other => panic!("a result diff that is not a row change: {other:?}"),
+            }
+        }
+    }
+    sorted(rows.into_values().collect())
+}
+
+fn sorted(mut rows: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    rows.sort_by_key(|row| row.to_string());
+    rows
+}
+
 fn assert_no_secrets(text: &str, what: &str) {
-    for secret in [TOKEN, TARGET_PASSWORD] {
+    for secret in [TOKEN, TARGET_PASSWORD, HOOK_TOKEN] {
         assert!(!text.contains(secret), "a secret appears in {what}");
     }
 }
@@ -321,18 +438,30 @@ fn assert_no_secrets(text: &str, what: &str) {
 async fn a_config_file_alone_bootstraps_streams_stops_cleanly_and_resumes() {
     let source = PgServer::new().await.unwrap();
     let mut target = PgServer::new().await.unwrap();
+    let redis = RedisServer::new().await.unwrap();
     let (admin, _copy) = prepare(&source, &target).await;
     let state = tempfile::tempdir().unwrap();
     let api_port = free_port();
     let api = format!("http://127.0.0.1:{api_port}");
+    let hook = Webhook::start().await;
+    let extra = format!(
+        "  - kind: redis\n    id: totals-stream\n    from: totals\n    url: ${{REDIS_URL}}\n  \
+         - kind: webhook\n    id: totals-hook\n    from: totals\n    url: {}/{HOOK_TOKEN}\n",
+        hook.url
+    );
     let config_path = state.path().join("surefoot.yaml");
-    std::fs::write(
-        &config_path,
-        config(&source, &target, &state.path().join("state"), api_port),
-    )
-    .unwrap();
+    let text = config_with(
+        &source,
+        &target,
+        &state.path().join("state"),
+        api_port,
+        &extra,
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let redis_url = redis.url();
+    let env = [("REDIS_URL", redis_url.as_str())];
 
-    let child = start(&config_path);
+    let child = start_with(&config_path, &env);
     wait_until_ready(&api, true).await;
     load(&admin, 0, 300).await;
     wait_until_equal(&admin, &target).await;
@@ -379,10 +508,21 @@ async fn a_config_file_alone_bootstraps_streams_stops_cleanly_and_resumes() {
         .unwrap()
         .get::<_, String>(0);
     wait_until_equal(&admin, &target).await;
+    let (status, body) = get(&format!("{api}/api/v1/queries/totals/results"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let result = sorted(serde_json::from_str(&body).unwrap());
     let (status, output) = terminate(child, Duration::from_secs(60)).await;
     eprintln!("--- first run ---\n{output}");
     assert!(status.success(), "exit status {status:?}");
     assert_no_secrets(&output, "the server's output");
+    assert!(
+        !output.contains(HOOK_TOKEN),
+        "the webhook's path token shows in the output"
+    );
+    // The Redis stream and the webhook each carried every diff: folded, they are the result.
+    let streamed = stream_batches(&redis_url, "surefoot:totals").await;
+    assert_eq!(fold(&streamed), result, "the Redis stream's diffs, folded");
+    assert_eq!(fold(&hook.bodies()), result, "the webhook's diffs, folded");
     let confirmed_past_load: bool = admin
         .query_one(
             "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
@@ -399,7 +539,7 @@ async fn a_config_file_alone_bootstraps_streams_stops_cleanly_and_resumes() {
 
     // Restarted: resumes from the slot (no second bootstrap) and keeps up.
     load(&admin, 500, 100).await;
-    let child = start(&config_path);
+    let child = start_with(&config_path, &env);
     wait_until_ready(&api, true).await;
     load(&admin, 600, 100).await;
     wait_until_equal(&admin, &target).await;

@@ -6,8 +6,8 @@ use serde_norway::{Mapping, Value};
 
 use super::env::substitute;
 use super::model::{
-    Config, LogReaction, PostgresReaction, PostgresSource, QueryConfig, ReactionConfig, Settings,
-    SourceConfig,
+    Config, LogReaction, PostgresReaction, PostgresSource, QueryConfig, ReactionConfig,
+    RedisReaction, Settings, SourceConfig, WebhookReaction,
 };
 use super::problems::Problems;
 
@@ -107,10 +107,14 @@ fn reaction(item: Value, path: &str, problems: &mut Problems) -> Option<Reaction
             deserialize::<PostgresReaction>(item, path, problems).map(ReactionConfig::Postgres)
         }
         "log" => deserialize::<LogReaction>(item, path, problems).map(ReactionConfig::Log),
+        "redis" => deserialize::<RedisReaction>(item, path, problems).map(ReactionConfig::Redis),
+        "webhook" => {
+            deserialize::<WebhookReaction>(item, path, problems).map(ReactionConfig::Webhook)
+        }
         other => {
             problems.push(
                 &format!("{path}.kind"),
-                format!("unknown reaction kind `{other}` (known: postgres, log)"),
+                format!("unknown reaction kind `{other}` (known: postgres, redis, webhook, log)"),
             );
             None
         }

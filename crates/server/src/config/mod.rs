@@ -9,7 +9,7 @@ mod validate;
 pub use load::parse;
 pub use model::{
     ApiConfig, Config, LogFormat, LogReaction, LoggingConfig, MetricsConfig, PostgresReaction,
-    PostgresSource, QueryConfig, ReactionConfig, SourceConfig,
+    PostgresSource, QueryConfig, ReactionConfig, RedisReaction, SourceConfig, WebhookReaction,
 };
 pub use problems::{Problem, Problems};
 

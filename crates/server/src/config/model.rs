@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use surefoot_core_model::Secret;
+use surefoot_core_model::{Secret, SecretUrl};
 
 /// A whole `surefoot.yaml`.
 #[derive(Debug, Clone)]
@@ -147,6 +147,10 @@ pub enum ReactionConfig {
     Postgres(PostgresReaction),
     /// Writes every change to the log.
     Log(LogReaction),
+    /// Appends every batch to a Redis stream.
+    Redis(RedisReaction),
+    /// Posts every batch to an HTTP endpoint.
+    Webhook(WebhookReaction),
 }
 
 impl ReactionConfig {
@@ -155,6 +159,8 @@ impl ReactionConfig {
         match self {
             ReactionConfig::Postgres(reaction) => &reaction.id,
             ReactionConfig::Log(reaction) => &reaction.id,
+            ReactionConfig::Redis(reaction) => &reaction.id,
+            ReactionConfig::Webhook(reaction) => &reaction.id,
         }
     }
 
@@ -163,6 +169,8 @@ impl ReactionConfig {
         match self {
             ReactionConfig::Postgres(reaction) => &reaction.from,
             ReactionConfig::Log(reaction) => &reaction.from,
+            ReactionConfig::Redis(reaction) => &reaction.from,
+            ReactionConfig::Webhook(reaction) => &reaction.from,
         }
     }
 }
@@ -205,6 +213,40 @@ pub struct LogReaction {
     pub id: String,
     /// A query id or a source id.
     pub from: String,
+}
+
+/// `kind: redis`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisReaction {
+    /// The reaction's id.
+    pub id: String,
+    /// A query id or a source id.
+    pub from: String,
+    /// The server, `redis://...` (redacted everywhere).
+    pub url: SecretUrl,
+    /// The stream appended to; `surefoot:<from>` by default.
+    #[serde(default)]
+    pub stream: Option<String>,
+}
+
+/// `kind: webhook`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookReaction {
+    /// The reaction's id.
+    pub id: String,
+    /// A query id or a source id.
+    pub from: String,
+    /// The endpoint, `http://` or `https://` (redacted everywhere: its path is often a token).
+    pub url: SecretUrl,
+    /// Limit of one request, in milliseconds.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    10_000
 }
 
 /// The management API.

@@ -57,18 +57,7 @@ pub(crate) fn validate(config: &Config, problems: &mut Problems) {
                 format!("no query or source `{from}`"),
             );
         }
-        if let ReactionConfig::Postgres(writer) = reaction {
-            let url = writer.url.expose();
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                problems.push(
-                    &format!("{path}.url"),
-                    "must start with postgres:// or postgresql://",
-                );
-            }
-            if writer.max_rows == 0 {
-                problems.push(&format!("{path}.max_rows"), "must be more than 0");
-            }
-        }
+        validate_reaction(reaction, &path, problems);
     }
     validate_api(config, problems);
     if tracing_subscriber::EnvFilter::try_new(&config.logging.level).is_err() {
@@ -76,6 +65,42 @@ pub(crate) fn validate(config: &Config, problems: &mut Problems) {
             "logging.level",
             format!("`{}` is not a log filter", config.logging.level),
         );
+    }
+}
+
+fn validate_reaction(reaction: &ReactionConfig, path: &str, problems: &mut Problems) {
+    let url_must = |prefixes: &[&str], url: &str, problems: &mut Problems| {
+        if !prefixes.iter().any(|prefix| url.starts_with(prefix)) {
+            problems.push(
+                &format!("{path}.url"),
+                format!("must start with {}", prefixes.join(" or ")),
+            );
+        }
+    };
+    match reaction {
+        ReactionConfig::Postgres(writer) => {
+            url_must(
+                &["postgres://", "postgresql://"],
+                writer.url.expose(),
+                problems,
+            );
+            if writer.max_rows == 0 {
+                problems.push(&format!("{path}.max_rows"), "must be more than 0");
+            }
+        }
+        ReactionConfig::Redis(redis) => {
+            url_must(&["redis://", "rediss://"], redis.url.expose(), problems);
+            if redis.stream.as_deref().is_some_and(str::is_empty) {
+                problems.push(&format!("{path}.stream"), "must not be empty");
+            }
+        }
+        ReactionConfig::Webhook(webhook) => {
+            url_must(&["http://", "https://"], webhook.url.expose(), problems);
+            if webhook.timeout_ms == 0 {
+                problems.push(&format!("{path}.timeout_ms"), "must be more than 0");
+            }
+        }
+        ReactionConfig::Log(_) => {}
     }
 }
 

@@ -192,6 +192,10 @@ impl Manager {
                 ReactionConfig::Log(log) => {
                     json!({ "kind": "log", "id": log.id, "from": log.from })
                 }
+                ReactionConfig::Redis(redis) => json!({ "kind": "redis", "id": redis.id,
+                    "from": redis.from, "url": redis.url.to_string(), "stream": redis.stream }),
+                ReactionConfig::Webhook(hook) => json!({ "kind": "webhook", "id": hook.id,
+                    "from": hook.from, "url": hook.url.to_string() }),
             }),
             _ => None,
         }?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use surefoot_core_lifecycle::TaskGroup;
 use surefoot_core_model::{BatchSender, TableRef, batch_channel};
 use surefoot_query::{Catalog, ContinuousQuery, OUTPUT_SCHEMA, TableSchema};
+use surefoot_reaction_queue::WebhookConfig;
 use surefoot_sink_postgres_writer::{ApplyMode, TableConfig, WriterConfig};
 use surefoot_source_postgres::{
     Identifier, PostgresSourceConfig, SlotName, TableName, setup::PublicationTables,
@@ -243,6 +244,22 @@ fn reactions_of(
         .filter(|reaction| reaction.from() == from)
         .map(|reaction| match reaction {
             ReactionConfig::Log(log) => ReactionSpec::Log { id: log.id.clone() },
+            ReactionConfig::Redis(redis) => ReactionSpec::Redis {
+                id: redis.id.clone(),
+                url: redis.url.clone(),
+                stream: redis
+                    .stream
+                    .clone()
+                    .unwrap_or_else(|| format!("surefoot:{from}")),
+            },
+            ReactionConfig::Webhook(webhook) => {
+                let mut config = WebhookConfig::new(webhook.url.expose());
+                config.timeout = Duration::from_millis(webhook.timeout_ms);
+                ReactionSpec::Webhook {
+                    id: webhook.id.clone(),
+                    config,
+                }
+            }
             ReactionConfig::Postgres(pg) => {
                 let mut writer = WriterConfig::new(pg.id.as_str(), pg.url.expose());
                 writer.batch.max_rows = pg.max_rows;

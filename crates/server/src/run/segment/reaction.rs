@@ -3,8 +3,13 @@
 
 use std::time::Duration;
 
-use surefoot_core_lifecycle::{CancellationToken, TaskGroup};
-use surefoot_core_model::{BatchReceiver, BatchSender, batch_channel};
+use std::sync::Arc;
+
+use surefoot_core_lifecycle::{Backoff, CancellationToken, TaskGroup, timeout};
+use surefoot_core_model::{Batch, BatchReceiver, BatchSender, Reaction, SecretUrl, batch_channel};
+use surefoot_reaction_queue::{
+    RedisReaction, RedisTarget, WebhookConfig, WebhookReaction, connection_manager,
+};
 use surefoot_sink_postgres_writer::{PostgresWriter, WriterConfig};
 use tokio::sync::mpsc;
 
@@ -14,6 +19,10 @@ use crate::run::writers::Writers;
 
 /// Waits between attempts to connect.
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
+/// Limit of one Redis connect or reply.
+const REDIS_LIMIT: Duration = Duration::from_secs(5);
+/// Limit of one application of a batch by a Redis or webhook reaction.
+const EFFECT_LIMIT: Duration = Duration::from_secs(30);
 /// Batches between a segment and each of its reactions.
 const REACTION_QUEUE: usize = 64;
 
@@ -27,12 +36,23 @@ pub(crate) enum ReactionSpec {
     },
     /// Every change to the log.
     Log { id: String },
+    /// Every batch appended to a Redis stream.
+    Redis {
+        id: String,
+        url: SecretUrl,
+        stream: String,
+    },
+    /// Every batch posted to an endpoint.
+    Webhook { id: String, config: WebhookConfig },
 }
 
 impl ReactionSpec {
     pub(crate) fn id(&self) -> &str {
         match self {
-            ReactionSpec::Postgres { id, .. } | ReactionSpec::Log { id } => id,
+            ReactionSpec::Postgres { id, .. }
+            | ReactionSpec::Log { id }
+            | ReactionSpec::Redis { id, .. }
+            | ReactionSpec::Webhook { id, .. } => id,
         }
     }
 }
@@ -66,6 +86,17 @@ impl Launcher {
                     Some(writer) => Run::Writer(writer),
                     None => return Ok(None),
                 }
+            }
+            ReactionSpec::Redis { url, stream, .. } => {
+                match self.connect_redis(&id, url, stream, cancel).await {
+                    Some(reaction) => Run::Effect(Arc::new(reaction)),
+                    None => return Ok(None),
+                }
+            }
+            ReactionSpec::Webhook { config, .. } => {
+                let reaction = WebhookReaction::new(id.as_str(), config.clone())
+                    .map_err(|error| RunError::reaction(&id, chain(&error)))?;
+                Run::Effect(Arc::new(reaction))
             }
         };
         self.registry.set(&id, State::Running, None);
@@ -111,10 +142,75 @@ impl Launcher {
     }
 }
 
+impl Launcher {
+    async fn connect_redis(
+        &self,
+        id: &str,
+        url: &SecretUrl,
+        stream: &str,
+        cancel: &CancellationToken,
+    ) -> Option<RedisReaction> {
+        loop {
+            let connected = match redis::Client::open(url.expose()) {
+                Ok(client) => connection_manager(&client, REDIS_LIMIT)
+                    .await
+                    .map_err(|error| chain(&error)),
+                Err(error) => Err(chain(&error)),
+            };
+            match connected {
+                Ok(connection) => {
+                    let target = RedisTarget::Stream(stream.to_owned());
+                    return Some(RedisReaction::new(id, connection, target, REDIS_LIMIT));
+                }
+                Err(reason) => {
+                    // The reason names the host at most: the URL's secrets are not in it.
+                    tracing::warn!(reaction = %id, %url, %reason, "Redis not reachable; retrying");
+                    self.registry.set(id, State::Failed, Some(reason));
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(CONNECT_RETRY) => {}
+                () = cancel.cancelled() => return None,
+            }
+        }
+    }
+}
+
+/// Applies `batch` until it is applied, backing off between attempts.
+async fn apply_until_done(reaction: &dyn Reaction, batch: &Batch, id: &str, registry: &Registry) {
+    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut attempt = 0u32;
+    loop {
+        let applied = timeout("reaction", EFFECT_LIMIT, reaction.apply(batch)).await;
+        let reason = match applied {
+            Ok(Ok(())) => {
+                if attempt > 0 {
+                    registry.set(id, State::Running, None);
+                }
+                return;
+            }
+            Ok(Err(error)) => chain(&error),
+            Err(error) => chain(&error),
+        };
+        attempt += 1;
+        tracing::warn!(reaction = %id, attempt, %reason, "batch not applied; retrying, holding the rest");
+        registry.set(
+            id,
+            State::Failed,
+            Some(format!("retrying (attempt {attempt}): {reason}")),
+        );
+        tokio::time::sleep(backoff.delay(attempt)).await;
+    }
+}
+
 /// A connected reaction.
 enum Run {
     Writer(PostgresWriter),
     Log,
+    /// A reaction with an effect elsewhere (Redis, a webhook): each batch in order, settled
+    /// delivered only once applied; a failure is retried with backoff, holding the batch and
+    /// every later one (never skipped), with the reason in the status meanwhile.
+    Effect(Arc<dyn Reaction>),
 }
 
 impl Run {
@@ -131,6 +227,14 @@ impl Run {
                     for change in batch.changes.iter() {
                         tracing::info!(reaction = %id, source = %batch.source, ?change, "change");
                     }
+                    registry.progress(id);
+                    batch.ack.delivered();
+                }
+                Ok(())
+            }
+            Run::Effect(reaction) => {
+                while let Some(batch) = input.recv().await {
+                    apply_until_done(&*reaction, &batch, id, registry).await;
                     registry.progress(id);
                     batch.ack.delivered();
                 }
