@@ -89,7 +89,7 @@ fn cases() -> Vec<(String, Vec<&'static str>)> {
                 "    database: shop\n",
                 "    database: shop\n    port: many\n",
             ),
-            vec!["sources[0].port: invalid type"],
+            vec!["sources[0].port: `many` is not a number"],
         ),
         (
             with("    database: shop\n", "    database: shop\n    port: 0\n"),
@@ -320,12 +320,24 @@ fn a_secret_in_the_wrong_place_is_redacted_from_the_message() {
 fn the_valid_file_and_every_shipped_example_pass() {
     let (code, output) = check(VALID, &[]);
     assert_eq!(code, 0, "{output}");
+    // Numbers and booleans from the environment are read as what they spell.
+    let from_env = with(
+        "    database: shop\n",
+        "    database: shop\n    port: ${SHOP_PORT}\n    bootstrap: ${SHOP_BOOTSTRAP:-false}\n",
+    );
+    let (code, output) = check(&from_env, &[("SHOP_PORT", "5433")]);
+    assert_eq!(code, 0, "{output}");
     let env = [
         ("SHOP_PASSWORD", "x"),
         ("TARGET_URL", "postgres://u@127.0.0.1/target"),
         ("SUREFOOT_API_TOKEN", "0123456789abcdef0123"),
         ("BILLING_PASSWORD", "y"),
         ("REPLICA_URL", "postgres://u@127.0.0.1/replica"),
+        ("DEMO_STATE_DIR", "/tmp/demo"),
+        ("DEMO_SOURCE_PORT", "5433"),
+        ("DEMO_TARGET_URL", "postgres://u@127.0.0.1:5434/target"),
+        ("DEMO_REDIS_URL", "redis://127.0.0.1:6380"),
+        ("DEMO_API_TOKEN", "0123456789abcdef0123"),
     ];
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut checked = 0;

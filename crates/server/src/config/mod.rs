@@ -1,6 +1,7 @@
 //! `surefoot.yaml`: its model, reading it with the environment, and checking it whole.
 
 mod env;
+mod lenient;
 mod load;
 mod model;
 mod problems;

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use super::lenient;
 use surefoot_core_model::{Secret, SecretUrl};
 
 /// A whole `surefoot.yaml`.
@@ -69,7 +71,7 @@ pub struct PostgresSource {
     #[serde(default = "default_host")]
     pub host: String,
     /// Server port.
-    #[serde(default = "default_port")]
+    #[serde(default = "default_port", deserialize_with = "lenient::number")]
     pub port: u16,
     /// A role with the REPLICATION attribute.
     pub user: String,
@@ -88,10 +90,10 @@ pub struct PostgresSource {
     #[serde(default)]
     pub tables: Vec<String>,
     /// Create the publication when it is missing.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::boolean")]
     pub create_publication: bool,
     /// Copy the tables' current rows before streaming, on first start.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::boolean")]
     pub bootstrap: bool,
 }
 
@@ -190,10 +192,13 @@ pub struct PostgresReaction {
     #[serde(default)]
     pub target: Option<String>,
     /// Rows per transaction at most.
-    #[serde(default = "default_max_rows")]
+    #[serde(default = "default_max_rows", deserialize_with = "lenient::number")]
     pub max_rows: usize,
     /// Longest wait to fill a transaction, in milliseconds.
-    #[serde(default = "default_max_latency_ms")]
+    #[serde(
+        default = "default_max_latency_ms",
+        deserialize_with = "lenient::number"
+    )]
     pub max_latency_ms: u64,
 }
 
@@ -241,7 +246,10 @@ pub struct WebhookReaction {
     /// The endpoint, `http://` or `https://` (redacted everywhere: its path is often a token).
     pub url: SecretUrl,
     /// Limit of one request, in milliseconds.
-    #[serde(default = "default_webhook_timeout_ms")]
+    #[serde(
+        default = "default_webhook_timeout_ms",
+        deserialize_with = "lenient::number"
+    )]
     pub timeout_ms: u64,
 }
 
@@ -260,7 +268,7 @@ pub struct ApiConfig {
     #[serde(default)]
     pub tokens: Vec<Secret>,
     /// Serve without tokens: allowed only on a loopback address.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::boolean")]
     pub allow_unauthenticated: bool,
 }
 
@@ -283,7 +291,7 @@ fn default_listen() -> Option<SocketAddr> {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve `/metrics`.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "lenient::boolean")]
     pub enabled: bool,
 }
 
