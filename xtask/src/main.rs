@@ -10,6 +10,7 @@ mod bench;
 mod chaos;
 mod cmd;
 mod coverage;
+mod demo;
 mod lint;
 mod test;
 mod tools;
@@ -20,6 +21,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  demo [--seconds N]
+             the main job: throwaway servers, a sample shop under load, `surefoot run` on
+             examples/demo.yaml with progress until Ctrl-C (or N seconds), then a summary
   lint       rustfmt check, clippy (warnings denied), cargo-deny
   test       the whole workspace's tests (nextest) and doctests, against real servers
   coverage   the tests under cargo-llvm-cov; per-crate line coverage against .config/coverage-threshold
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
         Some("coverage") => coverage::run(),
         Some("chaos") => chaos::run(args.get(1).map(String::as_str)),
         Some("bench") => bench::run(),
+        Some("demo") => demo::run(&args[1..]),
         Some("ci") => lint::run().and_then(|()| coverage::run()),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");

@@ -185,3 +185,59 @@ fn a_store_made_for_another_query_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn batches_processed_together_commit_once_and_reopen_like_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = || {
+        vec![
+            batch(
+                0x10,
+                vec![
+                    insert(customers(), customer(1, true)),
+                    insert(orders(), order(10, 1, 5)),
+                ],
+            ),
+            // Changes nothing the result shows: no result batch, but its rows are kept.
+            batch(0x20, vec![insert(customers(), customer(2, false))]),
+            batch(
+                0x30,
+                vec![insert(orders(), order(11, 2, 9)), delete(orders(), 10)],
+            ),
+            batch(0x40, vec![insert(orders(), order(12, 1, 3))]),
+        ]
+    };
+    let together_path = dir.path().join("together.redb");
+    let mut together = open(&together_path);
+    let results = together.process_batches(inputs()).unwrap();
+    let sequences: Vec<Position> = results.iter().map(|b| b.first).collect();
+    let one_path = dir.path().join("one.redb");
+    let mut one = open(&one_path);
+    let singles: Vec<Batch> = inputs()
+        .into_iter()
+        .filter_map(|b| one.process(b).unwrap())
+        .collect();
+    assert_eq!(
+        sequences,
+        singles.iter().map(|b| b.first).collect::<Vec<_>>(),
+        "the same result batches, with the same sequences"
+    );
+    for (a, b) in results.iter().zip(&singles) {
+        assert_eq!(a.changes, b.changes);
+    }
+    let result = sorted(together.query().result());
+    assert_eq!(result, sorted(one.query().result()));
+    let next = together.query().next_sequence();
+    drop((results, singles, together, one));
+
+    // Every result was left unacknowledged: reopened, the group's store resends them all,
+    // holds the same state, skips the redelivered inputs and continues the sequence.
+    let mut reopened = open(&together_path);
+    assert_eq!(sorted(reopened.query().result()), result);
+    assert_eq!(reopened.unacknowledged().len(), sequences.len());
+    assert!(reopened.process_batches(inputs()).unwrap().is_empty());
+    let more = reopened
+        .process_batches(vec![batch(0x50, vec![insert(orders(), order(13, 1, 1))])])
+        .unwrap();
+    assert_eq!(more[0].first, Position::Sequence(next));
+}

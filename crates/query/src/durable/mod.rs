@@ -158,21 +158,34 @@ impl DurableQuery {
 
     /// Applies an input batch like [`ContinuousQuery::process`] and makes its effect durable
     /// before returning its result batch. A failed write fails the batch and the query.
-    pub fn process(&mut self, mut batch: Batch) -> Result<Option<Batch>, DurableError> {
-        let source = batch.source.clone();
-        // The output's first sequence, once known: its delivery removes it from the log.
-        let output_sequence = Arc::new(AtomicU64::new(0));
-        let input = std::mem::replace(&mut batch.ack, AckToken::detached());
-        let log = self.on_delivered_cell(Arc::clone(&output_sequence));
-        batch.ack = AckToken::new(move |outcome| {
-            log(outcome);
-            input.settle_with(outcome);
-        });
-        let output = self.query.process(batch)?;
-        let stored = output.as_ref().map(StoredBatch::of);
-        if let Some(stored) = &stored {
+    pub fn process(&mut self, batch: Batch) -> Result<Option<Batch>, DurableError> {
+        Ok(self.process_batches(vec![batch])?.pop())
+    }
+
+    /// Applies input batches in order, like [`DurableQuery::process`] each, and makes their
+    /// effect durable in one transaction (one sync of the file for all of them) before
+    /// returning their result batches, in order. A failure fails every result batch and the
+    /// query.
+    pub fn process_batches(&mut self, batches: Vec<Batch>) -> Result<Vec<Batch>, DurableError> {
+        let mut outputs = Vec::new();
+        let mut stored = Vec::new();
+        for mut batch in batches {
+            // The output's first sequence, once known: its delivery removes it from the log.
+            let output_sequence = Arc::new(AtomicU64::new(0));
+            let input = std::mem::replace(&mut batch.ack, AckToken::detached());
+            let log = self.on_delivered_cell(Arc::clone(&output_sequence));
+            batch.ack = AckToken::new(move |outcome| {
+                log(outcome);
+                input.settle_with(outcome);
+            });
+            let Some(output) = self.query.process(batch)? else {
+                continue;
+            };
+            let record = StoredBatch::of(&output);
             // Set before the batch leaves this function, so before its token can settle.
-            output_sequence.store(stored.sequence()?, Ordering::Release);
+            output_sequence.store(record.sequence()?, Ordering::Release);
+            stored.push(record);
+            outputs.push(output);
         }
         let touched = self.query.take_touched();
         let acknowledged = std::mem::take(
@@ -182,9 +195,9 @@ impl DurableQuery {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         let changed = touched.iter().any(|t| t.truncated || !t.rows.is_empty());
-        if !changed && stored.is_none() && acknowledged.is_empty() {
+        if !changed && stored.is_empty() && acknowledged.is_empty() {
             // Nothing the query keeps changed: redelivered after a crash, it changes nothing.
-            return Ok(output);
+            return Ok(outputs);
         }
         let progress = Progress {
             next_sequence: self.query.next_sequence(),
@@ -198,20 +211,20 @@ impl DurableQuery {
         let commit = Commit {
             touched: &touched,
             progress,
-            output: stored.as_ref(),
+            outputs: &stored,
             acknowledged: &acknowledged,
         };
         if let Err(error) = self.store.commit(&commit) {
-            tracing::error!(query = %self.query.id(), %source,
+            tracing::error!(query = %self.query.id(),
                 error = &error as &dyn std::error::Error,
                 "the query's state could not be written; it stops");
             self.query.fail(format!("state store: {error}"));
-            if let Some(output) = output {
+            for output in outputs {
                 output.ack.failed();
             }
             return Err(error);
         }
-        Ok(output)
+        Ok(outputs)
     }
 
     /// The query evaluated.

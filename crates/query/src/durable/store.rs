@@ -55,7 +55,7 @@ pub(crate) struct Loaded {
 pub(crate) struct Commit<'a> {
     pub(crate) touched: &'a [Touched],
     pub(crate) progress: Progress,
-    pub(crate) output: Option<&'a StoredBatch>,
+    pub(crate) outputs: &'a [StoredBatch],
     /// First sequences of result batches acknowledged since the last commit.
     pub(crate) acknowledged: &'a [u64],
 }
@@ -162,7 +162,8 @@ impl Store {
         })
     }
 
-    /// Writes one input batch's effect in one transaction, durable when this returns.
+    /// Writes the effect of one or more input batches in one transaction, durable when this
+    /// returns.
     pub(crate) fn commit(&self, commit: &Commit<'_>) -> Result<(), DurableError> {
         let write = self.db.begin_write().map_err(redb::Error::from)?;
         {
@@ -192,7 +193,7 @@ impl Store {
             for sequence in commit.acknowledged {
                 outbox.remove(sequence).map_err(redb::Error::from)?;
             }
-            if let Some(output) = commit.output {
+            for output in commit.outputs {
                 let bytes = output.encode()?;
                 outbox
                     .insert(output.sequence()?, bytes.as_slice())

@@ -123,9 +123,14 @@ impl Registry {
 
     /// One more unit of work done.
     pub fn progress(&self, id: &str) {
+        self.progress_by(id, 1);
+    }
+
+    /// `units` more units of work done.
+    pub fn progress_by(&self, id: &str, units: u64) {
         self.with(|entries| {
             if let Some(entry) = entries.get_mut(id) {
-                entry.processed += 1;
+                entry.processed += units;
                 entry.last_progress = Instant::now();
             }
         });

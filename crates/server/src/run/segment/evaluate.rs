@@ -12,6 +12,10 @@ use super::{Command, Ended};
 use crate::run::error::{RunError, chain};
 use crate::run::registry::State;
 
+/// Input batches evaluated together and made durable in one transaction, at most: those
+/// already waiting when one arrives (a backlog costs one sync of the state per this many).
+const GROUP_COMMIT: usize = 64;
+
 /// What the loop waits for.
 enum Event {
     Command(Option<Command>),
@@ -70,11 +74,17 @@ impl Evaluation<'_> {
                     return Ok(Ended::Drained);
                 }
                 Event::Batch(Some(batch)) => {
-                    let Some(result) = self.process(batch)? else {
-                        continue;
-                    };
-                    if !send_all(result, &self.outputs).await {
-                        return self.reaction_failed(closed()).await;
+                    let mut batches = vec![batch];
+                    while batches.len() < GROUP_COMMIT {
+                        match self.input.try_recv() {
+                            Some(batch) => batches.push(batch),
+                            None => break,
+                        }
+                    }
+                    for result in self.process(batches)? {
+                        if !send_all(result, &self.outputs).await {
+                            return self.reaction_failed(closed()).await;
+                        }
                     }
                 }
             }
@@ -92,19 +102,22 @@ impl Evaluation<'_> {
         Ok(Ended::ReactionFailed(fallback))
     }
 
-    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, RunError> {
+    /// The batches' results: evaluated, and durable, together.
+    fn process(&mut self, batches: Vec<Batch>) -> Result<Vec<Batch>, RunError> {
         let Some(query) = self.query.as_deref_mut() else {
-            return Ok(Some(batch));
+            return Ok(batches);
         };
         let id = query.query().id().to_string();
-        let result = tokio::task::block_in_place(|| query.process(batch)).map_err(|error| {
-            let reason = chain(&error);
-            self.launcher
-                .registry
-                .set(&id, State::Failed, Some(reason.clone()));
-            RunError::query(&id, reason)
-        })?;
-        self.launcher.registry.progress(&id);
+        let count = batches.len() as u64;
+        let result =
+            tokio::task::block_in_place(|| query.process_batches(batches)).map_err(|error| {
+                let reason = chain(&error);
+                self.launcher
+                    .registry
+                    .set(&id, State::Failed, Some(reason.clone()));
+                RunError::query(&id, reason)
+            })?;
+        self.launcher.registry.progress_by(&id, count);
         Ok(result)
     }
 
