@@ -29,7 +29,8 @@ commands:
   coverage   the tests under cargo-llvm-cov; per-crate line coverage against .config/coverage-threshold
   chaos [N]  the fault-injection tests (`chaos_*`), N iterations each (default 1), with a loss table
   bench      the benchmarks, with their ratio tables
-  ci         lint, then the tests under coverage (what .ci/run and GitHub Actions run)";
+  ci         lint, the tests under coverage, then the demo for 15 s (what .ci/run and GitHub
+             Actions run)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,7 +41,9 @@ fn main() -> ExitCode {
         Some("chaos") => chaos::run(args.get(1).map(String::as_str)),
         Some("bench") => bench::run(),
         Some("demo") => demo::run(&args[1..]),
-        Some("ci") => lint::run().and_then(|()| coverage::run()),
+        Some("ci") => lint::run()
+            .and_then(|()| coverage::run())
+            .and_then(|()| demo::run(&["--seconds".to_owned(), "15".to_owned()])),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
