@@ -585,11 +585,9 @@ async fn pause_and_resume_lose_nothing_and_sigterm_under_load_confirms_the_slot_
     let api_port = free_port();
     let api = format!("http://127.0.0.1:{api_port}");
     let config_path = state.path().join("surefoot.yaml");
-    std::fs::write(
-        &config_path,
-        config(&source, &target, &state.path().join("state"), api_port),
-    )
-    .unwrap();
+    let text = config(&source, &target, &state.path().join("state"), api_port)
+        .replace("api:\n", "api:\n  stall_after_ms: 1500\n");
+    std::fs::write(&config_path, text).unwrap();
     let child = start(&config_path);
     wait_until_ready(&api, true).await;
 
@@ -605,12 +603,17 @@ async fn pause_and_resume_lose_nothing_and_sigterm_under_load_confirms_the_slot_
         at_pause,
         "input taken while paused"
     );
+    // The source has batches pending that nobody settles: stalled, so not ready.
+    wait_until_ready(&api, false).await;
+    let (_, readiness) = get(&format!("{api}/health/ready"), None).await;
+    assert!(readiness.contains("stalled"), "{readiness}");
     assert_eq!(
         post(&format!("{api}/api/v1/queries/totals/resume"), TOKEN).await,
         200
     );
     wait_until_equal(&admin, &target).await;
     assert!(processed(&api, "totals").await > at_pause);
+    wait_until_ready(&api, true).await;
 
     // SIGTERM while the load runs.
     let load_client = source.connect("postgres").await.unwrap();

@@ -270,6 +270,16 @@ pub struct ApiConfig {
     /// Serve without tokens: allowed only on a loopback address.
     #[serde(default, deserialize_with = "lenient::boolean")]
     pub allow_unauthenticated: bool,
+    /// A component with work pending and no progress for this long is stalled: not ready.
+    #[serde(
+        default = "default_stall_after_ms",
+        deserialize_with = "lenient::number"
+    )]
+    pub stall_after_ms: u64,
+}
+
+fn default_stall_after_ms() -> u64 {
+    30_000
 }
 
 impl Default for ApiConfig {
@@ -278,6 +288,7 @@ impl Default for ApiConfig {
             listen: default_listen(),
             tokens: Vec::new(),
             allow_unauthenticated: false,
+            stall_after_ms: default_stall_after_ms(),
         }
     }
 }

@@ -166,6 +166,9 @@ fn validate_source(source: &SourceConfig, path: &str, problems: &mut Problems) {
 
 fn validate_api(config: &Config, problems: &mut Problems) {
     let api = &config.api;
+    if api.stall_after_ms == 0 {
+        problems.push("api.stall_after_ms", "must be more than 0");
+    }
     let Some(listen) = api.listen else { return };
     if api.allow_unauthenticated {
         if !listen.ip().is_loopback() {

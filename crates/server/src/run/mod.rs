@@ -36,8 +36,6 @@ use crate::config::Config;
 
 /// How long each stage of a stop may take.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
-/// Work pending and no progress for this long: stalled (not ready).
-const STALL_AFTER: Duration = Duration::from_secs(30);
 /// Exit status after a second signal.
 const INTERRUPTED: u8 = 130;
 
@@ -68,7 +66,7 @@ async fn serve(config: Config) -> Result<ExitCode, RunError> {
     tokio::pin!(signals);
     let (metrics, provider) = Metrics::install()?;
     clear_runtime_state(&config.state_dir)?;
-    let registry = Registry::new(STALL_AFTER);
+    let registry = Registry::new(Duration::from_millis(config.api.stall_after_ms));
     let writers = Writers::default();
     let work = TaskGroup::new("pipeline");
     let pipeline = tokio::select! {

@@ -136,6 +136,15 @@ impl Registry {
         });
     }
 
+    /// The component made progress (without a unit of work to count).
+    pub fn touch(&self, id: &str) {
+        self.with(|entries| {
+            if let Some(entry) = entries.get_mut(id) {
+                entry.last_progress = Instant::now();
+            }
+        });
+    }
+
     /// How much work waits for the component.
     pub fn set_pending(&self, id: &str, pending: u64) {
         self.with(|entries| {

@@ -12,6 +12,8 @@ use super::error::{RunError, chain};
 use super::registry::{Registry, State};
 use super::snapshot::{SnapshotDelivered, bootstrap, marker_path, record_bootstrap};
 
+/// How often a streaming source's pending work and progress are read.
+const PROGRESS_CHECK: Duration = Duration::from_secs(1);
 /// Waits between attempts to start a source that could not start.
 const RESTART_AFTER: Duration = Duration::from_secs(2);
 
@@ -140,10 +142,23 @@ impl SourceTask {
             std::future::pending::<()>().await
         };
         tokio::pin!(recorded);
+        let mut watch_progress = tokio::time::interval(PROGRESS_CHECK);
+        let mut watermark = source.tracker().watermark();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = &mut recorded => {}
+                _ = watch_progress.tick() => {
+                    // Batches sent and not yet settled are the source's pending work; the
+                    // watermark moving is its progress. Pending with no progress for long is a
+                    // stall, which readiness reports.
+                    let now = source.tracker().watermark();
+                    if now != watermark {
+                        watermark = now;
+                        self.registry.touch(&id);
+                    }
+                    self.registry.set_pending(&id, source.tracker().in_flight() as u64);
+                }
                 changed = status.changed() => {
                     if changed.is_err() {
                         return;
