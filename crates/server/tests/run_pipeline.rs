@@ -272,6 +272,7 @@ async fn openapi_matches_the_routes(api: &str) {
         "DELETE /api/v1/queries/{id}",
         "DELETE /api/v1/reactions/{id}",
         "GET /api/v1/components",
+        "GET /api/v1/dead-letters",
         "GET /api/v1/queries/{id}",
         "GET /api/v1/queries/{id}/results",
         "GET /api/v1/reactions/{id}",

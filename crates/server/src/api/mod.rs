@@ -3,6 +3,7 @@
 //! annotations together with their routes (`utoipa-axum`), so the two cannot differ.
 
 mod components;
+mod dead_letters;
 mod health;
 mod queries;
 
@@ -96,6 +97,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
             components::describe_reaction,
             components::remove_reaction
         ))
+        .routes(routes!(dead_letters::dead_letters))
         .routes(routes!(queries::results))
         .routes(routes!(queries::pause))
         .routes(routes!(queries::resume))

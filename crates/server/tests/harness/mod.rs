@@ -297,6 +297,23 @@ reactions:
         }
     }
 
+    /// The dead letters the API lists.
+    pub async fn api_dead_letters(&self) -> Vec<serde_json::Value> {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/dead-letters?reaction=events-mirror",
+                self.api
+            ))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Rows the events mirror dead-lettered.
     pub async fn dead_letters(&self) -> i64 {
         let target = self.target.connect("target").await.unwrap();
