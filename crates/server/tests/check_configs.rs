@@ -260,6 +260,23 @@ fn cases() -> Vec<(String, Vec<&'static str>)> {
                 "reactions[1].timeout_ms: must be more than 0",
             ],
         ),
+        (
+            with(
+                "sources:\n",
+                "sources:\n  - kind: http\n    id: web\n    listen: 0.0.0.0:8081\n    allow_unauthenticated: true\n    tables:\n      - name: clicks\n        columns: [id]\n        key: [uid]\n",
+            ),
+            vec![
+                "sources[0].allow_unauthenticated: only on a loopback address",
+                "sources[0].tables[0].key[0]: `uid` is not one of the columns",
+            ],
+        ),
+        (
+            with(
+                "sources:\n",
+                "sources:\n  - kind: http\n    id: web\n    listen: nowhere\n    tables: []\n",
+            ),
+            vec!["sources[0].listen: invalid socket address"],
+        ),
         // Several problems at once: every one reported.
         (
             with("    database: shop\n", "    database: shop\n    port: 0\n")
@@ -333,6 +350,7 @@ fn the_valid_file_and_every_shipped_example_pass() {
         ("SUREFOOT_API_TOKEN", "0123456789abcdef0123"),
         ("BILLING_PASSWORD", "y"),
         ("REPLICA_URL", "postgres://u@127.0.0.1/replica"),
+        ("WEB_INGEST_TOKEN", "0123456789abcdef0123"),
         ("DEMO_STATE_DIR", "/tmp/demo"),
         ("DEMO_SOURCE_PORT", "5433"),
         ("DEMO_TARGET_URL", "postgres://u@127.0.0.1:5434/target"),

@@ -6,7 +6,7 @@ use serde_norway::{Mapping, Value};
 
 use super::env::substitute;
 use super::model::{
-    Config, LogReaction, PostgresReaction, PostgresSource, QueryConfig, ReactionConfig,
+    Config, HttpSource, LogReaction, PostgresReaction, PostgresSource, QueryConfig, ReactionConfig,
     RedisReaction, Settings, SourceConfig, WebhookReaction,
 };
 use super::problems::Problems;
@@ -90,10 +90,11 @@ fn source(item: Value, path: &str, problems: &mut Problems) -> Option<SourceConf
         "postgres" => {
             deserialize::<PostgresSource>(item, path, problems).map(SourceConfig::Postgres)
         }
+        "http" => deserialize::<HttpSource>(item, path, problems).map(SourceConfig::Http),
         other => {
             problems.push(
                 &format!("{path}.kind"),
-                format!("unknown source kind `{other}` (known: postgres)"),
+                format!("unknown source kind `{other}` (known: postgres, http)"),
             );
             None
         }

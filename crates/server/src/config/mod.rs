@@ -9,8 +9,9 @@ mod validate;
 
 pub use load::parse;
 pub use model::{
-    ApiConfig, Config, LogFormat, LogReaction, LoggingConfig, MetricsConfig, PostgresReaction,
-    PostgresSource, QueryConfig, ReactionConfig, RedisReaction, SourceConfig, WebhookReaction,
+    ApiConfig, Config, HttpSource, HttpTable, LogFormat, LogReaction, LoggingConfig, MetricsConfig,
+    PostgresReaction, PostgresSource, QueryConfig, ReactionConfig, RedisReaction, SourceConfig,
+    WebhookReaction,
 };
 pub use problems::{Problem, Problems};
 

@@ -50,6 +50,8 @@ fn default_state_dir() -> PathBuf {
 pub enum SourceConfig {
     /// PostgreSQL logical replication, bootstrapped on first start.
     Postgres(PostgresSource),
+    /// Changes posted over HTTP (`surefoot-source-http`).
+    Http(HttpSource),
 }
 
 impl SourceConfig {
@@ -57,8 +59,41 @@ impl SourceConfig {
     pub fn id(&self) -> &str {
         match self {
             SourceConfig::Postgres(source) => &source.id,
+            SourceConfig::Http(source) => &source.id,
         }
     }
+}
+
+/// `kind: http`: changes posted to `POST /v1/changes` and `POST /v1/batches`, answered `200`
+/// only once every consumer delivered them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSource {
+    /// The source's id (its batches carry it).
+    pub id: String,
+    /// Where it listens.
+    pub listen: std::net::SocketAddr,
+    /// Bearer tokens accepted (redacted everywhere).
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+    /// Accept posts without a token: allowed only on a loopback address.
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub allow_unauthenticated: bool,
+    /// The tables clients post to, with their columns and keys (queries and mirrors need
+    /// them; nothing discovers them).
+    pub tables: Vec<HttpTable>,
+}
+
+/// A table of an HTTP source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTable {
+    /// `schema.table`, or `table` in `public`.
+    pub name: String,
+    /// Its columns.
+    pub columns: Vec<String>,
+    /// Its key columns (among `columns`).
+    pub key: Vec<String>,
 }
 
 /// `kind: postgres`.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use surefoot_query::{QueryError, check_language};
 use surefoot_source_postgres::{Identifier, SlotName, TableName};
 
-use super::model::{Config, ReactionConfig, SourceConfig};
+use super::model::{Config, HttpSource, ReactionConfig, SourceConfig};
 use super::problems::Problems;
 
 /// Adds to `problems` everything wrong with `config`'s meaning.
@@ -138,7 +138,10 @@ fn unique_ids<'a>(
 }
 
 fn validate_source(source: &SourceConfig, path: &str, problems: &mut Problems) {
-    let SourceConfig::Postgres(pg) = source;
+    let pg = match source {
+        SourceConfig::Postgres(pg) => pg,
+        SourceConfig::Http(http) => return validate_http(http, path, problems),
+    };
     if pg.port == 0 {
         problems.push(&format!("{path}.port"), "must not be 0");
     }
@@ -160,6 +163,51 @@ fn validate_source(source: &SourceConfig, path: &str, problems: &mut Problems) {
     for (index, table) in pg.tables.iter().enumerate() {
         if let Err(error) = TableName::parse(table) {
             problems.push(&format!("{path}.tables[{index}]"), error.to_string());
+        }
+    }
+}
+
+fn validate_http(http: &HttpSource, path: &str, problems: &mut Problems) {
+    if http.allow_unauthenticated {
+        if !http.listen.ip().is_loopback() {
+            problems.push(
+                &format!("{path}.allow_unauthenticated"),
+                format!("only on a loopback address, not {}", http.listen.ip()),
+            );
+        }
+    } else if http.tokens.is_empty() {
+        problems.push(
+            &format!("{path}.tokens"),
+            "at least one bearer token is required (or allow_unauthenticated: true on a loopback \
+             address)",
+        );
+    }
+    for (index, token) in http.tokens.iter().enumerate() {
+        if token.expose().len() < 16 {
+            problems.push(
+                &format!("{path}.tokens[{index}]"),
+                "must be at least 16 characters",
+            );
+        }
+    }
+    if http.tables.is_empty() {
+        problems.push(&format!("{path}.tables"), "at least one table is required");
+    }
+    for (index, table) in http.tables.iter().enumerate() {
+        let at = format!("{path}.tables[{index}]");
+        if let Err(error) = TableName::parse(&table.name) {
+            problems.push(&format!("{at}.name"), error.to_string());
+        }
+        if table.key.is_empty() {
+            problems.push(&format!("{at}.key"), "at least one key column is required");
+        }
+        for (n, key) in table.key.iter().enumerate() {
+            if !table.columns.contains(key) {
+                problems.push(
+                    &format!("{at}.key[{n}]"),
+                    format!("`{key}` is not one of the columns"),
+                );
+            }
         }
     }
 }

@@ -175,12 +175,15 @@ impl Manager {
                 .sources
                 .iter()
                 .find(|s| s.id() == id)
-                .map(|s| {
-                    let SourceConfig::Postgres(pg) = s;
-                    json!({ "kind": "postgres", "id": pg.id, "host": pg.host, "port": pg.port,
-                    "user": pg.user, "database": pg.database, "slot": pg.slot_name(),
-                    "publication": pg.publication_name(), "tables": pg.tables,
-                    "bootstrap": pg.bootstrap })
+                .map(|s| match s {
+                    SourceConfig::Postgres(pg) => json!({ "kind": "postgres", "id": pg.id,
+                        "host": pg.host, "port": pg.port, "user": pg.user,
+                        "database": pg.database, "slot": pg.slot_name(),
+                        "publication": pg.publication_name(), "tables": pg.tables,
+                        "bootstrap": pg.bootstrap }),
+                    SourceConfig::Http(http) => json!({ "kind": "http", "id": http.id,
+                        "listen": http.listen.to_string(),
+                        "tables": http.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>() }),
                 }),
             "queries" => self.managed().queries.get(id).map(|q| {
                 json!({ "id": q.config.id, "sql": q.config.sql, "sources": q.config.sources,
@@ -324,7 +327,18 @@ impl Manager {
             for (n, source) in query.sources.iter().enumerate() {
                 if !self.inner.tables.contains_key(source) {
                     problems.push(format!("sources[{n}]: no source `{source}`"));
+                } else if !self.inner.libraries.contains_key(source) {
+                    problems.push(format!(
+                        "sources[{n}]: `{source}` has no snapshot to bootstrap from (a query \
+                         added at runtime reads PostgreSQL sources only)"
+                    ));
                 }
+            }
+            if query.sources.is_empty() && self.inner.libraries.len() != self.inner.tables.len() {
+                problems.push(
+                    "sources: name them: a query added at runtime reads PostgreSQL sources only"
+                        .to_owned(),
+                );
             }
         }
         for (n, reaction) in mini.reactions.iter().enumerate() {

@@ -7,6 +7,7 @@ mod added;
 mod discover;
 mod error;
 mod fanout;
+mod http_source;
 mod logging;
 mod manager;
 mod metrics;
@@ -176,6 +177,12 @@ fn spawn(
             fanout::fan_out(source, input, consumers, commands_in, registry)
         })
         .map_err(spawn_error)?;
+    }
+    for task in pipeline.http_sources {
+        let name = format!("source-{}", task.config.id);
+        sources
+            .spawn(name, |cancel| task.run(cancel))
+            .map_err(spawn_error)?;
     }
     for task in pipeline.sources {
         let name = format!("source-{}", task.config.id);

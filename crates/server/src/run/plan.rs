@@ -17,12 +17,15 @@ use tokio::sync::mpsc;
 
 use super::discover::discover;
 use super::error::{RunError, chain};
+use super::http_source::HttpTask;
 use super::registry::{Kind, Registry};
 use super::segment::{Command, Launcher, QuerySpec, ReactionSpec, SegmentTask};
 use super::snapshot::marker_path;
 use super::source::SourceTask;
 use super::writers::Writers;
-use crate::config::{Config, PostgresSource, ReactionConfig, SourceConfig};
+use crate::config::{Config, HttpSource, PostgresSource, ReactionConfig, SourceConfig};
+use surefoot_core_model::SourceId;
+use surefoot_source_http::{Auth, HttpSourceConfig};
 
 /// Batches between a source and each consumer.
 const CONSUMER_QUEUE: usize = 64;
@@ -31,6 +34,7 @@ const CONSUMER_QUEUE: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Pipeline {
     pub(crate) sources: Vec<SourceTask>,
+    pub(crate) http_sources: Vec<HttpTask>,
     /// Per source: its output's receiving end and the consumers' inputs.
     pub(crate) fan_outs: Vec<(String, surefoot_core_model::BatchReceiver, Consumers)>,
     pub(crate) segments: Vec<SegmentTask>,
@@ -85,11 +89,19 @@ pub(crate) async fn plan(
 ) -> Result<Pipeline, RunError> {
     let mut tables: BTreeMap<String, Vec<TableSchema>> = BTreeMap::new();
     let mut source_configs = Vec::new();
+    let mut http_configs = Vec::new();
     for source in &config.sources {
-        let SourceConfig::Postgres(pg) = source;
-        let library = source_config(pg)?;
-        tables.insert(pg.id.clone(), discover(&library, &pg.tables).await?);
-        source_configs.push((pg.clone(), library));
+        match source {
+            SourceConfig::Postgres(pg) => {
+                let library = source_config(pg)?;
+                tables.insert(pg.id.clone(), discover(&library, &pg.tables).await?);
+                source_configs.push((pg.clone(), library));
+            }
+            SourceConfig::Http(http) => {
+                tables.insert(http.id.clone(), http_tables(http)?);
+                http_configs.push(http.clone());
+            }
+        }
     }
     let mut inputs: BTreeMap<String, Consumers> = BTreeMap::new();
     let mut segments = Vec::new();
@@ -176,8 +188,25 @@ pub(crate) async fn plan(
             stop_deadline,
         });
     }
+    let mut http_sources = Vec::new();
+    for http in http_configs {
+        let (output, receiver) = batch_channel(CONSUMER_QUEUE);
+        registry.add(&http.id, Kind::Source);
+        fan_outs.push((
+            http.id.clone(),
+            receiver,
+            inputs.remove(&http.id).unwrap_or_default(),
+        ));
+        http_sources.push(HttpTask {
+            config: http_config(&http),
+            output,
+            registry: registry.clone(),
+            stop_deadline,
+        });
+    }
     Ok(Pipeline {
         sources,
+        http_sources,
         fan_outs,
         segments,
         commands,
@@ -185,6 +214,34 @@ pub(crate) async fn plan(
         tables,
         libraries,
     })
+}
+
+/// An HTTP source's declared tables.
+fn http_tables(http: &HttpSource) -> Result<Vec<TableSchema>, RunError> {
+    http.tables
+        .iter()
+        .map(|table| {
+            let name = TableName::parse(&table.name)
+                .map_err(|error| RunError::source(&http.id, chain(&error)))?;
+            let columns: Vec<&str> = table.columns.iter().map(String::as_str).collect();
+            let key: Vec<&str> = table.key.iter().map(String::as_str).collect();
+            let table = TableRef::new(name.schema.as_str(), name.table.as_str());
+            Ok(
+                TableSchema::new(table, &columns, &key)
+                    .from_source(SourceId::new(http.id.as_str())),
+            )
+        })
+        .collect()
+}
+
+/// An HTTP source's settings for the library: sync acknowledgement (`200` once delivered).
+fn http_config(http: &HttpSource) -> HttpSourceConfig {
+    let auth = if http.tokens.is_empty() {
+        Auth::NoneOnLoopback
+    } else {
+        Auth::Bearer(http.tokens.clone())
+    };
+    HttpSourceConfig::new(http.id.as_str(), http.listen, auth)
 }
 
 /// The catalog of the tables of `sources`.
@@ -315,9 +372,9 @@ fn check_bootstrap_state(
 ) -> Result<(), RunError> {
     let has_state = state_path.exists();
     for source in sources {
-        let bootstraps = config.sources.iter().any(|s| {
-            let SourceConfig::Postgres(pg) = s;
-            &&pg.id == source && pg.bootstrap
+        let bootstraps = config.sources.iter().any(|s| match s {
+            SourceConfig::Postgres(pg) => &&pg.id == source && pg.bootstrap,
+            SourceConfig::Http(_) => false,
         });
         if !bootstraps {
             continue;
