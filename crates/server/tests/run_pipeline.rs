@@ -283,6 +283,8 @@ async fn openapi_matches_the_routes(api: &str) {
         "GET /metrics",
         "POST /api/v1/queries/{id}/pause",
         "POST /api/v1/queries/{id}/resume",
+        "POST /api/v1/sources/{id}/start",
+        "POST /api/v1/sources/{id}/stop",
         "PUT /api/v1/queries/{id}",
     ];
     assert_eq!(operations, expected, "the documented operations");
@@ -855,6 +857,33 @@ async fn a_query_added_at_runtime_bootstraps_and_streams_and_removed_components_
             .0,
         404
     );
+
+    // A source stopped through the API lets go of its slot; started, it streams what was
+    // written meanwhile.
+    let (status, body) = send(
+        reqwest::Method::POST,
+        &format!("{api}/api/v1/sources/shop/stop"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let active: bool = admin
+        .query_one(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = 'surefoot_shop'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!active, "the stopped source still holds its slot");
+    load(&admin, 400, 50).await;
+    let (status, body) = send(
+        reqwest::Method::POST,
+        &format!("{api}/api/v1/sources/shop/start"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     // A reaction of the file removed; the rest keeps running.
     let (status, _) = send(

@@ -94,3 +94,22 @@ pub(super) async fn remove_reaction(
         Err(refusal) => refused(refusal),
     }
 }
+
+#[utoipa::path(post, path = "/api/v1/sources/{id}/stop", tag = "sources", params(("id" = String, Path, description = "The PostgreSQL source")), responses((status = 200, description = "Stopped: intake ended and the final watermark confirmed; its consumers keep what they took"), (status = 404, description = "No such PostgreSQL source"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn stop_source(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    match state.manager.source_command(&id, false).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/sources/{id}/start", tag = "sources", params(("id" = String, Path, description = "The PostgreSQL source")), responses((status = 200, description = "Streaming again from its slot"), (status = 404, description = "No such PostgreSQL source"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn start_source(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.manager.source_command(&id, true).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}

@@ -88,6 +88,8 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(components::components))
         .routes(routes!(components::tasks))
         .routes(routes!(components::describe_source))
+        .routes(routes!(components::stop_source))
+        .routes(routes!(components::start_source))
         .routes(routes!(
             components::describe_query,
             components::add_query,

@@ -23,6 +23,7 @@ use super::fanout::FanOutCommand;
 use super::plan::{catalog_of, query_segment};
 use super::registry::Registry;
 use super::segment::{Command, Launcher};
+use super::source::SourceCommand;
 use super::writers::Writers;
 use crate::config::{self, Config, QueryConfig, ReactionConfig, SourceConfig};
 
@@ -74,6 +75,7 @@ struct Inner {
     config: Config,
     tables: BTreeMap<String, Vec<TableSchema>>,
     libraries: BTreeMap<String, PostgresSourceConfig>,
+    source_commands: BTreeMap<String, mpsc::Sender<SourceCommand>>,
     registry: Registry,
     writers: Writers,
     work: TaskGroup,
@@ -89,6 +91,7 @@ pub(crate) struct ManagerParts {
     pub(crate) libraries: BTreeMap<String, PostgresSourceConfig>,
     pub(crate) segments: BTreeMap<String, mpsc::Sender<Command>>,
     pub(crate) fan_outs: BTreeMap<String, mpsc::Sender<FanOutCommand>>,
+    pub(crate) source_commands: BTreeMap<String, mpsc::Sender<SourceCommand>>,
     pub(crate) registry: Registry,
     pub(crate) writers: Writers,
     pub(crate) work: TaskGroup,
@@ -126,6 +129,7 @@ impl Manager {
                 config: parts.config,
                 tables: parts.tables,
                 libraries: parts.libraries,
+                source_commands: parts.source_commands,
                 registry: parts.registry,
                 writers: parts.writers,
                 work: parts.work,
@@ -150,6 +154,32 @@ impl Manager {
             .contains_key(query)
             .then(|| managed.segments.get(query).cloned())
             .flatten()
+    }
+
+    /// Stops (`start` false) or starts a PostgreSQL source; answers once done.
+    pub async fn source_command(&self, id: &str, start: bool) -> Result<(), Refusal> {
+        let commands = self
+            .inner
+            .source_commands
+            .get(id)
+            .ok_or_else(|| Refusal::new(404, format!("no PostgreSQL source `{id}`")))?;
+        let (reply, done) = oneshot::channel();
+        let command = if start {
+            SourceCommand::Start(reply)
+        } else {
+            SourceCommand::Stop(reply)
+        };
+        let not_running = || Refusal::new(503, format!("source `{id}` is not running"));
+        commands.send(command).await.map_err(|_| not_running())?;
+        match tokio::time::timeout(self.inner.stop_deadline * 2, done).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(reason))) => Err(Refusal::new(503, reason)),
+            Ok(Err(_)) => Err(not_running()),
+            Err(_) => Err(Refusal::new(
+                504,
+                format!("source `{id}` did not answer in time"),
+            )),
+        }
     }
 
     /// Names of every live task: the pipeline's and the sources'.

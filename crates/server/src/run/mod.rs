@@ -81,6 +81,7 @@ async fn serve(config: Config) -> Result<ExitCode, RunError> {
     let sources = TaskGroup::new("sources");
     let (tables, libraries) = (pipeline.tables.clone(), pipeline.libraries.clone());
     let segments = pipeline.commands.clone();
+    let source_commands = pipeline.source_commands.clone();
     let fan_outs = spawn(&work, &sources, pipeline)?;
     let manager = Manager::new(manager::ManagerParts {
         config: config.clone(),
@@ -88,6 +89,7 @@ async fn serve(config: Config) -> Result<ExitCode, RunError> {
         libraries,
         segments,
         fan_outs,
+        source_commands,
         registry: registry.clone(),
         writers: writers.clone(),
         work: work.clone(),

@@ -35,6 +35,8 @@ const CONSUMER_QUEUE: usize = 64;
 pub(crate) struct Pipeline {
     pub(crate) sources: Vec<SourceTask>,
     pub(crate) http_sources: Vec<HttpTask>,
+    /// Commands to each PostgreSQL source.
+    pub(crate) source_commands: BTreeMap<String, mpsc::Sender<super::source::SourceCommand>>,
     /// Per source: its output's receiving end and the consumers' inputs.
     pub(crate) fan_outs: Vec<(String, surefoot_core_model::BatchReceiver, Consumers)>,
     pub(crate) segments: Vec<SegmentTask>,
@@ -166,6 +168,7 @@ pub(crate) async fn plan(
         }
     }
     let mut sources = Vec::new();
+    let mut source_commands = BTreeMap::new();
     let mut fan_outs = Vec::new();
     let libraries = source_configs
         .iter()
@@ -179,7 +182,10 @@ pub(crate) async fn plan(
             receiver,
             inputs.remove(&pg.id).unwrap_or_default(),
         ));
+        let (command, commands_in) = mpsc::channel(4);
+        source_commands.insert(pg.id.clone(), command);
         sources.push(SourceTask {
+            commands: commands_in,
             config: library,
             bootstrap: pg.bootstrap,
             state_dir: config.state_dir.clone(),
@@ -206,6 +212,7 @@ pub(crate) async fn plan(
     }
     Ok(Pipeline {
         sources,
+        source_commands,
         http_sources,
         fan_outs,
         segments,

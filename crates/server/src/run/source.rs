@@ -7,6 +7,7 @@ use std::time::Duration;
 use surefoot_core_lifecycle::{CancellationToken, Status};
 use surefoot_core_model::{BatchSender, Source};
 use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig};
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::{RunError, chain};
 use super::registry::{Registry, State};
@@ -17,9 +18,19 @@ const PROGRESS_CHECK: Duration = Duration::from_secs(1);
 /// Waits between attempts to start a source that could not start.
 const RESTART_AFTER: Duration = Duration::from_secs(2);
 
+/// What the API asks of a running source.
+#[derive(Debug)]
+pub(crate) enum SourceCommand {
+    /// Stop streaming (intake ends, the final watermark is confirmed), then reply.
+    Stop(oneshot::Sender<Result<(), String>>),
+    /// Stream again, then reply.
+    Start(oneshot::Sender<Result<(), String>>),
+}
+
 /// What a source task needs.
 #[derive(Debug)]
 pub(crate) struct SourceTask {
+    pub(crate) commands: mpsc::Receiver<SourceCommand>,
     pub(crate) config: PostgresSourceConfig,
     pub(crate) bootstrap: bool,
     pub(crate) state_dir: PathBuf,
@@ -38,8 +49,8 @@ impl SourceTask {
     }
 
     /// Runs until `cancel`; a bootstrap failure ends the task with the error (the consumers
-    /// hold part of a snapshot: see `docs/decisions/0013-server-bootstrap-record.md`).
-    pub(crate) async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
+    /// hold part of a snapshot: see `docs/decisions/0013-server-wiring.md`).
+    pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<(), RunError> {
         let id = self.id();
         let (source, delivered) = if self.needs_bootstrap() {
             self.registry.set(&id, State::Bootstrapping, None);
@@ -105,34 +116,82 @@ impl SourceTask {
         }
     }
 
+    /// Carries out `command`; false if cancelled meanwhile (the task then stops).
+    async fn command(
+        &mut self,
+        source: &PostgresSource,
+        command: SourceCommand,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let id = self.id();
+        let SourceCommand::Stop(reply) = command else {
+            if let SourceCommand::Start(reply) = command {
+                // The asker may have gone; the source streams already.
+                let _unasked = reply.send(Ok(()));
+            }
+            return true;
+        };
+        let stopped = source.stop(self.stop_deadline).await.map_err(|e| chain(&e));
+        let ok = stopped.is_ok();
+        // The asker may have gone; the source is stopped all the same.
+        let _unasked = reply.send(stopped);
+        if ok {
+            tracing::info!(source = %id, "source stopped through the API; final watermark confirmed");
+            self.registry.set(
+                &id,
+                State::Stopped,
+                Some("stopped through the API".to_owned()),
+            );
+        }
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                command = self.commands.recv() => match command {
+                    Some(SourceCommand::Start(reply)) => {
+                        let started = self.start(source, cancel).await;
+                        let _unasked = reply.send(Ok(()));
+                        return started;
+                    }
+                    Some(SourceCommand::Stop(reply)) => {
+                        let _unasked = reply.send(Ok(()));
+                    }
+                    None => {
+                        cancel.cancelled().await;
+                        return false;
+                    }
+                },
+            }
+        }
+    }
+
     /// Mirrors the source's status into the registry and records the bootstrap once its
     /// snapshot is delivered, until `cancel`.
     async fn stream(
-        &self,
+        &mut self,
         source: &PostgresSource,
         delivered: Option<SnapshotDelivered>,
         cancel: &CancellationToken,
     ) {
         let id = self.id();
         let mut status = source.component().subscribe_status();
+        let (state_dir, registry) = (self.state_dir.clone(), self.registry.clone());
         let recorded = async {
             let Some(delivered) = delivered else {
                 return std::future::pending().await;
             };
             match delivered.wait().await {
-                Ok(rows) => match record_bootstrap(&self.state_dir, &id, rows) {
+                Ok(rows) => match record_bootstrap(&state_dir, &id, rows) {
                     Ok(()) => {
                         tracing::info!(source = %id, rows, "bootstrap delivered and recorded")
                     }
                     Err(error) => {
                         tracing::error!(source = %id, %error, "bootstrap could not be recorded");
-                        self.registry
-                            .set(&id, State::Failed, Some(error.to_string()));
+                        registry.set(&id, State::Failed, Some(error.to_string()));
                     }
                 },
                 Err(reason) => {
                     tracing::error!(source = %id, %reason, "bootstrap not delivered");
-                    self.registry.set(
+                    registry.set(
                         &id,
                         State::Failed,
                         Some(format!("bootstrap not delivered: {reason}")),
@@ -142,12 +201,22 @@ impl SourceTask {
             std::future::pending::<()>().await
         };
         tokio::pin!(recorded);
+        let mut commands_open = true;
         let mut watch_progress = tokio::time::interval(PROGRESS_CHECK);
         let mut watermark = source.tracker().watermark();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = &mut recorded => {}
+                command = self.commands.recv(), if commands_open => match command {
+                    None => commands_open = false,
+                    Some(command) => {
+                        if !self.command(source, command, cancel).await {
+                            return;
+                        }
+                        status = source.component().subscribe_status();
+                    }
+                },
                 _ = watch_progress.tick() => {
                     // Batches sent and not yet settled are the source's pending work; the
                     // watermark moving is its progress. Pending with no progress for long is a
