@@ -283,6 +283,10 @@ async fn openapi_matches_the_routes(api: &str) {
         "GET /metrics",
         "POST /api/v1/queries/{id}/pause",
         "POST /api/v1/queries/{id}/resume",
+        "POST /api/v1/reactions/{id}/pause",
+        "POST /api/v1/reactions/{id}/resume",
+        "POST /api/v1/reactions/{id}/start",
+        "POST /api/v1/reactions/{id}/stop",
         "POST /api/v1/sources/{id}/start",
         "POST /api/v1/sources/{id}/stop",
         "PUT /api/v1/queries/{id}",
@@ -618,6 +622,8 @@ async fn pause_and_resume_lose_nothing_and_sigterm_under_load_confirms_the_slot_
     assert!(processed(&api, "totals").await > at_pause);
     wait_until_ready(&api, true).await;
 
+    reaction_holds_lose_nothing(&api, &admin, &copy, &target).await;
+
     // SIGTERM while the load runs.
     let load_client = source.connect("postgres").await.unwrap();
     let (stop_load, mut stopped) = tokio::sync::watch::channel(false);
@@ -695,6 +701,82 @@ async fn pause_and_resume_lose_nothing_and_sigterm_under_load_confirms_the_slot_
     assert_eq!(applied.overlapping, 0, "result diffs applied twice");
     let (status, _) = terminate(child, Duration::from_secs(60)).await;
     assert!(status.success());
+}
+
+/// Connections of reaction `id` to the target.
+async fn connections_of(copy: &PgClient, id: &str) -> i64 {
+    copy.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        &[&format!("surefoot-{id}")],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+async fn orders_in(copy: &PgClient) -> i64 {
+    copy.query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Paused, the tables' mirror takes nothing while the query's mirror keeps up; stopped, it
+/// closes its connections; started, it connects again and catches up with everything.
+async fn reaction_holds_lose_nothing(
+    api: &str,
+    admin: &PgClient,
+    copy: &PgClient,
+    target: &PgServer,
+) {
+    let reaction = format!("{api}/api/v1/reactions/tables-mirror");
+    assert_eq!(post(&format!("{reaction}/pause"), TOKEN).await, 200);
+    let (_, described) = get(&reaction, Some(TOKEN)).await;
+    assert!(described.contains(r#""hold":"paused""#), "{described}");
+    let orders = orders_in(copy).await;
+    let before = processed(api, "totals").await;
+    // Fewer transactions than the mirror's queues hold, so the source is not held back.
+    load(admin, 400, 20).await;
+    let copy_url = target.connection_string("target");
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let totals = except_both_ways(
+            admin.client(),
+            &copy_url,
+            "query.totals",
+            TOTAL_COLUMNS,
+            TOTAL_TYPES,
+        )
+        .await
+        .unwrap();
+        if totals.is_equal() && processed(api, "totals").await > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the query's mirror did not keep up: {totals:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(orders_in(copy).await, orders, "the paused mirror wrote");
+    let (_, readiness) = get(&format!("{api}/health/ready"), None).await;
+    assert!(readiness.contains("tables-mirror is held"), "{readiness}");
+
+    assert!(connections_of(copy, "tables-mirror").await > 0);
+    assert_eq!(post(&format!("{reaction}/stop"), TOKEN).await, 200);
+    let deadline = Instant::now() + BOUND;
+    while connections_of(copy, "tables-mirror").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped mirror kept its connections"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(orders_in(copy).await, orders, "the stopped mirror wrote");
+    assert_eq!(post(&format!("{reaction}/start"), TOKEN).await, 200);
+    wait_until_equal(admin, target).await;
+    assert!(connections_of(copy, "tables-mirror").await > 0);
+    wait_until_ready(api, true).await;
 }
 
 async fn send(method: reqwest::Method, url: &str, body: Option<&str>) -> (u16, String) {

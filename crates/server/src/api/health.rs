@@ -38,6 +38,11 @@ pub(super) async fn ready(State(state): State<ApiState>) -> Response {
             (Kind::Reaction, Stage::Starting) => {
                 problems.push(format!("reaction {} is not connected", view.id));
             }
+            (Kind::Reaction, Stage::Stopped) => problems.push(format!(
+                "reaction {} is held: {}",
+                view.id,
+                view.detail.unwrap_or_default()
+            )),
             _ if view.stalled => problems.push(format!(
                 "{} is stalled: {} pending, no progress for {:.0} s",
                 view.id, view.pending, view.since_progress_seconds

@@ -6,6 +6,7 @@ mod components;
 mod dead_letters;
 mod health;
 mod queries;
+mod reactions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,6 +100,10 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
             components::describe_reaction,
             components::remove_reaction
         ))
+        .routes(routes!(reactions::pause))
+        .routes(routes!(reactions::stop))
+        .routes(routes!(reactions::resume))
+        .routes(routes!(reactions::start))
         .routes(routes!(dead_letters::dead_letters))
         .routes(routes!(queries::results))
         .routes(routes!(queries::pause))

@@ -15,7 +15,7 @@ use super::problems::Problems;
 const SECRET_KEYS: [&str; 4] = ["password", "url", "tokens", "token"];
 
 /// Parses `text` (YAML), substituting the environment through `lookup`. Returns the config, or
-/// every problem found (syntax, shape and meaning, see [`super::validate`]).
+/// every problem found (syntax, shape and meaning, see `super::validate`).
 pub fn parse(text: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Config, Problems> {
     let mut problems = Problems::default();
     let mut root: Value = match serde_norway::from_str(text) {

@@ -22,7 +22,7 @@ use super::error::chain;
 use super::fanout::FanOutCommand;
 use super::plan::{catalog_of, query_segment};
 use super::registry::Registry;
-use super::segment::{Command, Launcher};
+use super::segment::{Command, Hold, Holds, Launcher};
 use super::source::SourceCommand;
 use super::writers::Writers;
 use crate::config::{self, Config, QueryConfig, ReactionConfig, SourceConfig};
@@ -78,6 +78,7 @@ struct Inner {
     source_commands: BTreeMap<String, mpsc::Sender<SourceCommand>>,
     registry: Registry,
     writers: Writers,
+    holds: Holds,
     work: TaskGroup,
     sources: TaskGroup,
     stop_deadline: Duration,
@@ -94,6 +95,7 @@ pub(crate) struct ManagerParts {
     pub(crate) source_commands: BTreeMap<String, mpsc::Sender<SourceCommand>>,
     pub(crate) registry: Registry,
     pub(crate) writers: Writers,
+    pub(crate) holds: Holds,
     pub(crate) work: TaskGroup,
     pub(crate) sources: TaskGroup,
     pub(crate) stop_deadline: Duration,
@@ -132,6 +134,7 @@ impl Manager {
                 source_commands: parts.source_commands,
                 registry: parts.registry,
                 writers: parts.writers,
+                holds: parts.holds,
                 work: parts.work,
                 sources: parts.sources,
                 stop_deadline: parts.stop_deadline,
@@ -180,6 +183,26 @@ impl Manager {
                 format!("source `{id}` did not answer in time"),
             )),
         }
+    }
+
+    /// Pauses, stops or opens (starts, resumes) reaction `id`; answers `true` once the
+    /// reaction carried it out, `false` if it did not within the stop deadline (it will once
+    /// the batch in hand is done, or once it runs again).
+    pub async fn hold_reaction(&self, id: &str, hold: Hold) -> Result<bool, Refusal> {
+        if !self.managed().reactions.contains_key(id) {
+            return Err(Refusal::new(404, format!("no reaction `{id}`")));
+        }
+        let mut seen = self
+            .inner
+            .holds
+            .set(id, hold)
+            .ok_or_else(|| Refusal::new(503, format!("reaction `{id}` has not started")))?;
+        tracing::info!(reaction = %id, ?hold, "reaction hold set through the API");
+        let carried_out = seen.wait_for(|seen| *seen == hold);
+        Ok(matches!(
+            tokio::time::timeout(self.inner.stop_deadline, carried_out).await,
+            Ok(Ok(_))
+        ))
     }
 
     /// Names of every live task: the pipeline's and the sources'.
@@ -232,6 +255,10 @@ impl Manager {
             }),
             _ => None,
         }?;
+        if kind == "reactions" {
+            let hold = self.inner.holds.get(id);
+            return Some(json!({ "settings": settings, "status": view, "hold": hold }));
+        }
         Some(json!({ "settings": settings, "status": view }))
     }
 
@@ -258,6 +285,7 @@ impl Manager {
             group: self.inner.work.clone(),
             registry: self.inner.registry.clone(),
             writers: self.inner.writers.clone(),
+            holds: self.inner.holds.clone(),
         };
         let (segment, commands, input) =
             query_segment(&mini.reactions, &query, catalog, state_path, launcher)

@@ -30,6 +30,7 @@ pub use manager::{Manager, Refusal};
 pub use metrics::Metrics;
 pub use registry::{ComponentView, Kind, Registry, State};
 pub(crate) use segment::Command;
+pub use segment::{Hold, Holds};
 pub use writers::Writers;
 
 use crate::api::{self, ApiState};
@@ -69,9 +70,10 @@ async fn serve(config: Config) -> Result<ExitCode, RunError> {
     clear_runtime_state(&config.state_dir)?;
     let registry = Registry::new(Duration::from_millis(config.api.stall_after_ms));
     let writers = Writers::default();
+    let holds = Holds::default();
     let work = TaskGroup::new("pipeline");
     let pipeline = tokio::select! {
-        planned = plan::plan(&config, &registry, &writers, &work, STOP_DEADLINE) => planned?,
+        planned = plan::plan(&config, &registry, &writers, &holds, &work, STOP_DEADLINE) => planned?,
         signal = &mut signals => {
             tracing::info!(?signal, "stopped before the pipeline started");
             return Ok(ExitCode::SUCCESS);
@@ -92,6 +94,7 @@ async fn serve(config: Config) -> Result<ExitCode, RunError> {
         source_commands,
         registry: registry.clone(),
         writers: writers.clone(),
+        holds,
         work: work.clone(),
         sources: sources.clone(),
         stop_deadline: STOP_DEADLINE,

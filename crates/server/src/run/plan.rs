@@ -19,7 +19,7 @@ use super::discover::discover;
 use super::error::{RunError, chain};
 use super::http_source::HttpTask;
 use super::registry::{Kind, Registry};
-use super::segment::{Command, Launcher, QuerySpec, ReactionSpec, SegmentTask};
+use super::segment::{Command, Holds, Launcher, QuerySpec, ReactionSpec, SegmentTask};
 use super::snapshot::marker_path;
 use super::source::SourceTask;
 use super::writers::Writers;
@@ -86,6 +86,7 @@ pub(crate) async fn plan(
     config: &Config,
     registry: &Registry,
     writers: &Writers,
+    holds: &Holds,
     group: &TaskGroup,
     stop_deadline: Duration,
 ) -> Result<Pipeline, RunError> {
@@ -124,6 +125,7 @@ pub(crate) async fn plan(
             group: group.clone(),
             registry: registry.clone(),
             writers: writers.clone(),
+            holds: holds.clone(),
         };
         let (segment, command, sender) =
             query_segment(&config.reactions, query, catalog, state_path, launcher)?;
@@ -159,6 +161,7 @@ pub(crate) async fn plan(
                 group: group.clone(),
                 registry: registry.clone(),
                 writers: writers.clone(),
+                holds: holds.clone(),
             },
         });
     }
@@ -326,6 +329,8 @@ fn reactions_of(
             }
             ReactionConfig::Postgres(pg) => {
                 let mut writer = WriterConfig::new(pg.id.as_str(), pg.url.expose());
+                // Names the reaction in pg_stat_activity.
+                writer.application_name = format!("surefoot-{}", pg.id);
                 writer.batch.max_rows = pg.max_rows;
                 writer.batch.max_latency = Duration::from_millis(pg.max_latency_ms);
                 writer.tables = tables(pg.target.as_deref());

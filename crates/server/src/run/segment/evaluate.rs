@@ -145,6 +145,7 @@ impl Evaluation<'_> {
                 self.outputs.remove(&id);
                 self.reactions.retain(|spec| spec.id() != id);
                 self.launcher.writers.remove(&id);
+                self.launcher.holds.remove(&id);
                 self.launcher.registry.remove(&id);
                 tracing::info!(reaction = %id, "reaction removed; it drains what it holds");
                 let _unasked = reply.send(());

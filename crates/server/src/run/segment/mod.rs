@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod drive;
 mod evaluate;
+mod hold;
 mod reaction;
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::{RunError, chain};
 use super::registry::{Registry, State};
 use evaluate::Evaluation;
+pub use hold::{Hold, Holds};
 pub(crate) use reaction::{Launcher, ReactionSpec};
 
 /// Waits between attempts.

@@ -1,18 +1,19 @@
 //! A segment's reactions: each connected (retrying until it connects), then run as a task of
 //! its own, telling the segment how it ended.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use surefoot_core_lifecycle::{Backoff, CancellationToken, TaskGroup, timeout};
-use surefoot_core_model::{Batch, BatchReceiver, BatchSender, Reaction, SecretUrl, batch_channel};
+use surefoot_core_lifecycle::{CancellationToken, TaskGroup};
+use surefoot_core_model::{BatchSender, SecretUrl, batch_channel};
 use surefoot_reaction_queue::{
     RedisReaction, RedisTarget, WebhookConfig, WebhookReaction, connection_manager,
 };
 use surefoot_sink_postgres_writer::{PostgresWriter, WriterConfig};
 use tokio::sync::mpsc;
 
+use super::drive::{Held, Run};
+use super::hold::Holds;
 use crate::run::error::{RunError, chain};
 use crate::run::registry::{Registry, State};
 use crate::run::writers::Writers;
@@ -21,8 +22,6 @@ use crate::run::writers::Writers;
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
 /// Limit of one Redis connect or reply.
 const REDIS_LIMIT: Duration = Duration::from_secs(5);
-/// Limit of one application of a batch by a Redis or webhook reaction.
-const EFFECT_LIMIT: Duration = Duration::from_secs(30);
 /// Batches between a segment and each of its reactions.
 const REACTION_QUEUE: usize = 64;
 
@@ -66,6 +65,8 @@ pub(crate) struct Launcher {
     pub(crate) group: TaskGroup,
     pub(crate) registry: Registry,
     pub(crate) writers: Writers,
+    /// Reactions paused or stopped through the API.
+    pub(crate) holds: Holds,
 }
 
 impl Launcher {
@@ -100,14 +101,16 @@ impl Launcher {
             }
         };
         self.registry.set(&id, State::Running, None);
-        let registry = self.registry.clone();
+        let held = Held {
+            id: id.clone(),
+            hold: self.holds.watch(&id),
+            launcher: self.clone(),
+            spec: spec.clone(),
+        };
         let ended = ended.clone();
         let name = format!("reaction-{id}");
-        let spawned = self.group.spawn(name, move |_| async move {
-            let failure = run.run(&id, input, &registry).await.err();
-            if let Some(error) = &failure {
-                registry.set(&id, State::Failed, Some(error.to_string()));
-            }
+        let spawned = self.group.spawn(name, move |cancel| async move {
+            let failure = run.run(input, held, cancel).await.err();
             // The segment is gone only when it has stopped waiting for its reactions.
             let _segment_gone = ended.send((id, failure));
             Ok::<(), RunError>(())
@@ -116,7 +119,7 @@ impl Launcher {
         Ok(Some(output))
     }
 
-    async fn connect(
+    pub(super) async fn connect(
         &self,
         id: &str,
         config: &WriterConfig,
@@ -172,79 +175,6 @@ impl Launcher {
                 () = tokio::time::sleep(CONNECT_RETRY) => {}
                 () = cancel.cancelled() => return None,
             }
-        }
-    }
-}
-
-/// Applies `batch` until it is applied, backing off between attempts.
-async fn apply_until_done(reaction: &dyn Reaction, batch: &Batch, id: &str, registry: &Registry) {
-    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut attempt = 0u32;
-    loop {
-        let applied = timeout("reaction", EFFECT_LIMIT, reaction.apply(batch)).await;
-        let reason = match applied {
-            Ok(Ok(())) => {
-                if attempt > 0 {
-                    registry.set(id, State::Running, None);
-                }
-                return;
-            }
-            Ok(Err(error)) => chain(&error),
-            Err(error) => chain(&error),
-        };
-        attempt += 1;
-        tracing::warn!(reaction = %id, attempt, %reason, "batch not applied; retrying, holding the rest");
-        registry.set(
-            id,
-            State::Failed,
-            Some(format!("retrying (attempt {attempt}): {reason}")),
-        );
-        tokio::time::sleep(backoff.delay(attempt)).await;
-    }
-}
-
-/// A connected reaction.
-enum Run {
-    Writer(PostgresWriter),
-    Log,
-    /// A reaction with an effect elsewhere (Redis, a webhook): each batch in order, settled
-    /// delivered only once applied; a failure is retried with backoff, holding the batch and
-    /// every later one (never skipped), with the reason in the status meanwhile.
-    Effect(Arc<dyn Reaction>),
-}
-
-impl Run {
-    /// Runs until `input` closes (the writer drains it first).
-    async fn run(
-        self,
-        id: &str,
-        mut input: BatchReceiver,
-        registry: &Registry,
-    ) -> Result<(), RunError> {
-        match self {
-            Run::Log => {
-                while let Some(batch) = input.recv().await {
-                    for change in batch.changes.iter() {
-                        tracing::info!(reaction = %id, source = %batch.source, ?change, "change");
-                    }
-                    registry.progress(id);
-                    batch.ack.delivered();
-                }
-                Ok(())
-            }
-            Run::Effect(reaction) => {
-                while let Some(batch) = input.recv().await {
-                    apply_until_done(&*reaction, &batch, id, registry).await;
-                    registry.progress(id);
-                    batch.ack.delivered();
-                }
-                Ok(())
-            }
-            // Never cancelled: at a stop the input closes and the writer drains it.
-            Run::Writer(writer) => writer
-                .run(input, CancellationToken::new())
-                .await
-                .map_err(|error| RunError::reaction(id, chain(&error))),
         }
     }
 }
