@@ -197,6 +197,7 @@ impl QueueMetrics {
     }
 
     /// Redis backend: `count` entries appended; the depth is observed separately.
+    #[cfg(feature = "redis")]
     pub(crate) fn appended(&self, count: usize) {
         let count = u64::try_from(count).unwrap_or(u64::MAX);
         self.counts.enqueued.fetch_add(count, Ordering::Relaxed);
@@ -204,6 +205,7 @@ impl QueueMetrics {
     }
 
     /// Redis backend: the stream's length, as observed.
+    #[cfg(feature = "redis")]
     pub(crate) fn observed_depth(&self, depth: u64) {
         self.set_depth(usize::try_from(depth).unwrap_or(usize::MAX));
     }
@@ -261,6 +263,7 @@ impl QueueMetrics {
         self.unacknowledged.add(count, &self.attrs[..]);
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn read_from_stream(&self, count: usize) {
         let count = u64::try_from(count).unwrap_or(u64::MAX);
         self.counts.dequeued.fetch_add(count, Ordering::Relaxed);
@@ -272,6 +275,7 @@ impl QueueMetrics {
         self.lanes_held.add(1, &self.attrs[..]);
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn partition_taken_over(&self) {
         self.counts.taken_over.fetch_add(1, Ordering::Relaxed);
         self.taken_over.add(1, &self.attrs[..]);

@@ -5,9 +5,11 @@ mod common;
 use surefoot_core_lifecycle::{Classify, ErrorClass, Status};
 use surefoot_core_model::AckToken;
 use surefoot_reaction_queue::{
-    ConfigError, DeadLetterError, QueueConfig, QueueMetrics, RedisQueueError, RuntimeError,
-    SubscribeError, TrySendError, ordered_queue,
+    ConfigError, DeadLetterError, QueueConfig, QueueMetrics, RuntimeError, SubscribeError,
+    TrySendError, ordered_queue,
 };
+#[cfg(feature = "redis")]
+use surefoot_reaction_queue::RedisQueueError;
 
 use common::batch;
 
@@ -62,6 +64,20 @@ async fn errors_classify_themselves() {
         ErrorClass::Transient
     );
 
+    #[cfg(feature = "redis")]
+    redis_errors_classify_themselves();
+    let timeout =
+        surefoot_core_lifecycle::TimeoutError::new("XADD", std::time::Duration::from_secs(1));
+    assert_eq!(DeadLetterError::from(timeout).class(), ErrorClass::Timeout);
+    let io = DeadLetterError::File {
+        path: "/x".into(),
+        source: std::io::Error::other("disk"),
+    };
+    assert_eq!(io.class(), ErrorClass::Transient);
+}
+
+#[cfg(feature = "redis")]
+fn redis_errors_classify_themselves() {
     let codec = RedisQueueError::Codec {
         stream: "s".into(),
         id: "1-0".into(),
@@ -74,14 +90,5 @@ async fn errors_classify_themselves() {
     );
     let timeout =
         surefoot_core_lifecycle::TimeoutError::new("XADD", std::time::Duration::from_secs(1));
-    assert_eq!(
-        RedisQueueError::from(timeout.clone()).class(),
-        ErrorClass::Timeout
-    );
-    assert_eq!(DeadLetterError::from(timeout).class(), ErrorClass::Timeout);
-    let io = DeadLetterError::File {
-        path: "/x".into(),
-        source: std::io::Error::other("disk"),
-    };
-    assert_eq!(io.class(), ErrorClass::Transient);
+    assert_eq!(RedisQueueError::from(timeout).class(), ErrorClass::Timeout);
 }

@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+#[cfg(feature = "redis")]
 use futures::StreamExt;
 use surefoot_core_lifecycle::{Backoff, Classify, ErrorClass, RetryPolicy, TaskGroup};
 use surefoot_core_model::{AckToken, Reaction};
 use surefoot_reaction_queue::{
-    LogReaction, RedisReaction, RedisTarget, WebhookConfig, WebhookError, WebhookReaction,
-    idempotency_key,
+    LogReaction, WebhookConfig, WebhookError, WebhookReaction, idempotency_key,
 };
+#[cfg(feature = "redis")]
+use surefoot_reaction_queue::{RedisReaction, RedisTarget};
+#[cfg(feature = "redis")]
 use surefoot_test_support::RedisServer;
 
 use common::batch;
@@ -199,6 +202,8 @@ async fn log_reaction_applies() {
         .unwrap();
 }
 
+// Needs the `redis` feature.
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_reaction_appends_to_a_stream_and_publishes() {
     let mut redis = RedisServer::new().await.unwrap();

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use surefoot_core_lifecycle::{Backoff, RetryPolicy};
 use surefoot_core_model::{AckOutcome, Batch, Reaction};
+#[cfg(feature = "redis")]
+use surefoot_reaction_queue::RedisDeadLetters;
 use surefoot_reaction_queue::{
-    DeadLetterSink, Fanout, FileDeadLetters, QueueMetrics, ReactionRuntime, RedisDeadLetters,
-    RuntimeConfig,
+    DeadLetterSink, Fanout, FileDeadLetters, QueueMetrics, ReactionRuntime, RuntimeConfig,
 };
+#[cfg(feature = "redis")]
 use surefoot_test_support::RedisServer;
 
 use common::{Outcomes, Recorder, batch, seq_of};
@@ -118,6 +120,8 @@ async fn one_in_ten_thousand_permanent_failure_goes_to_the_dead_letter_file() {
     assert_eq!(letter.changes.len(), 1);
 }
 
+// Needs the `redis` feature.
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn one_in_ten_thousand_permanent_failure_goes_to_the_dead_letter_stream() {
     let redis = RedisServer::new().await.unwrap();

@@ -321,6 +321,7 @@ async fn x_3_the_default_attempt_timeout_outlasts_the_sink_transaction_timeout()
     );
     assert_eq!(outcomes.get("s", 0), Some(AckOutcome::Delivered));
     assert!(RuntimeConfig::new("r", 1).attempt_timeout > SINK_TRANSACTION_TIMEOUT);
+    #[cfg(feature = "redis")]
     assert!(
         surefoot_reaction_queue::RedisQueueConfig::new("s", "g", "c").attempt_timeout
             > SINK_TRANSACTION_TIMEOUT

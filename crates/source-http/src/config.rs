@@ -36,7 +36,8 @@ pub enum AckMode {
 pub enum IdempotencyBackend {
     /// In this process: right for one instance serving the source.
     Memory,
-    /// In Redis, shared by every instance serving the source.
+    /// In Redis, shared by every instance serving the source. Needs the crate's `redis`
+    /// feature: without it, [`HttpSourceConfig::validate`] refuses this backend.
     Redis {
         /// `redis://host:port/db`.
         url: String,
@@ -65,6 +66,11 @@ impl std::fmt::Debug for IdempotencyBackend {
         }
     }
 }
+
+/// The problem reported for the Redis backend in a build without the `redis` feature.
+#[cfg(not(feature = "redis"))]
+pub(crate) const REDIS_FEATURE_OFF: &str =
+    "idempotency.backend: redis needs surefoot-source-http's `redis` feature, which this build lacks";
 
 /// What may be shown of `url`: scheme, host and port (see `SecretUrl::redacted`).
 pub(crate) fn redacted_url(url: &str) -> String {
@@ -266,6 +272,8 @@ impl HttpSourceConfig {
             "idempotency.pending_ttl: must be more than ack_timeout".to_owned(),
         );
         if let IdempotencyBackend::Redis { url, timeout, .. } = &self.idempotency.backend {
+            #[cfg(not(feature = "redis"))]
+            require(false, REDIS_FEATURE_OFF.to_owned());
             require(
                 url.starts_with("redis://") || url.starts_with("rediss://"),
                 "idempotency.redis.url: must start with redis:// or rediss://".to_owned(),
@@ -320,19 +328,21 @@ mod tests {
             timeout: Duration::ZERO,
         };
         let problems = bad.validate().unwrap_err().problems;
-        assert_eq!(
-            problems,
-            [
-                "auth: none is refused on the non-loopback address 0.0.0.0:8080; configure bearer tokens",
-                "ack_timeout: must be more than 0",
-                "max_body_bytes: must be more than 0",
-                "idempotency.redis.url: must start with redis:// or rediss://",
-                "idempotency.redis.timeout: must be more than 0",
-                "instance: required with the redis idempotency backend (each instance of a \
-                 source needs its own id, or two instances would interleave positions under one \
-                 source id)",
-            ]
-        );
+        let mut expected = vec![
+            "auth: none is refused on the non-loopback address 0.0.0.0:8080; configure bearer tokens",
+            "ack_timeout: must be more than 0",
+            "max_body_bytes: must be more than 0",
+        ];
+        #[cfg(not(feature = "redis"))]
+        expected.push(REDIS_FEATURE_OFF);
+        expected.extend([
+            "idempotency.redis.url: must start with redis:// or rediss://",
+            "idempotency.redis.timeout: must be more than 0",
+            "instance: required with the redis idempotency backend (each instance of a \
+             source needs its own id, or two instances would interleave positions under one \
+             source id)",
+        ]);
+        assert_eq!(problems, expected);
     }
 
     #[test]

@@ -6,8 +6,10 @@ use surefoot_core_lifecycle::{Classify, ErrorClass, SpawnError, TimeoutError};
 
 use crate::config::ConfigError;
 
-/// Why the HTTP source could not start or run.
+/// Why the HTTP source could not start or run. Non-exhaustive: the `Redis` variant exists only
+/// with the `redis` feature.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HttpSourceError {
     /// The configuration is invalid.
     #[error(transparent)]
@@ -21,7 +23,8 @@ pub enum HttpSourceError {
         #[source]
         source: std::io::Error,
     },
-    /// The Redis idempotency store could not be reached or answered an error.
+    /// The Redis idempotency store could not be reached or answered an error (`redis` feature).
+    #[cfg(feature = "redis")]
     #[error("idempotency store in Redis: {operation}")]
     Redis {
         /// What was being done.
@@ -67,6 +70,7 @@ impl Classify for HttpSourceError {
                 | std::io::ErrorKind::InvalidInput => ErrorClass::Configuration,
                 _ => ErrorClass::Transient,
             },
+            #[cfg(feature = "redis")]
             HttpSourceError::Redis { source, .. } => {
                 if source.is_connection_refusal()
                     || source.is_io_error()

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::HttpSourceError;
+use crate::idempotency::IdempotencyStore;
 use crate::idempotency::redis_store::RedisStore;
 use crate::source::Shared;
 
@@ -126,6 +127,20 @@ impl InstanceLease {
         HttpSourceError::LeaseLost {
             instance: self.instance.clone(),
         }
+    }
+}
+
+/// The lease of `instance` when keys are kept in Redis; none otherwise.
+pub(crate) fn for_store(
+    store: &IdempotencyStore,
+    instance: Option<&str>,
+    period: Duration,
+) -> Option<InstanceLease> {
+    match (store, instance) {
+        (IdempotencyStore::Redis(redis), Some(instance)) => {
+            Some(InstanceLease::new(Arc::clone(redis), instance, period))
+        }
+        _ => None,
     }
 }
 

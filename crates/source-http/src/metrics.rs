@@ -189,6 +189,7 @@ impl HttpMetrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn lease_failed(&self) {
         self.lease_failures.add(1, &self.attrs);
         self.counts.lease_failures.fetch_add(1, Ordering::Relaxed);

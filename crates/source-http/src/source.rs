@@ -17,10 +17,14 @@ use tokio::sync::mpsc;
 
 use crate::auth::Authenticator;
 use crate::clock::{SystemClock, WallClock};
+#[cfg(not(feature = "redis"))]
+use crate::config::REDIS_FEATURE_OFF;
 use crate::config::{HttpSourceConfig, IdempotencyBackend};
 use crate::error::HttpSourceError;
 use crate::handler::{App, router};
-use crate::idempotency::{IdempotencyStore, MemoryStore, RedisStore};
+#[cfg(feature = "redis")]
+use crate::idempotency::RedisStore;
+use crate::idempotency::{IdempotencyStore, MemoryStore};
 use crate::lease::{self, InstanceLease};
 use crate::metrics::{HttpMetrics, Stats};
 use crate::{batcher, server, settler};
@@ -106,6 +110,7 @@ impl Shared {
 
     /// Forgets the block of sequences reserved under a lease that may be gone: the next batch
     /// must reserve again, which only the lease's holder can.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn drop_reserved_sequences(&self) {
         *self.reserved.lock().unwrap_or_else(PoisonError::into_inner) = (0, 0);
     }
@@ -151,14 +156,7 @@ impl HttpSource {
         })?;
         let store =
             store(&config).map_err(|error| ComponentError::classified("configure", error))?;
-        let lease = match (&store, &config.instance) {
-            (IdempotencyStore::Redis(redis), Some(instance)) => Some(InstanceLease::new(
-                Arc::clone(redis),
-                instance,
-                config.instance_lease,
-            )),
-            _ => None,
-        };
+        let lease = lease::for_store(&store, config.instance.as_deref(), config.instance_lease);
         let shared = Arc::new(Shared {
             lease,
             metrics: HttpMetrics::global(config.id.as_str()),
@@ -228,6 +226,7 @@ fn store(config: &HttpSourceConfig) -> Result<IdempotencyStore, HttpSourceError>
             idempotency.ttl,
             idempotency.pending_ttl,
         ))),
+        #[cfg(feature = "redis")]
         IdempotencyBackend::Redis {
             url,
             prefix,
@@ -239,6 +238,13 @@ fn store(config: &HttpSourceConfig) -> Result<IdempotencyStore, HttpSourceError>
             idempotency.pending_ttl,
             *timeout,
         )?)),
+        // Refused by `validate` already; kept for a caller that skipped it.
+        #[cfg(not(feature = "redis"))]
+        IdempotencyBackend::Redis { .. } => {
+            return Err(HttpSourceError::Config(crate::config::ConfigError {
+                problems: vec![REDIS_FEATURE_OFF.to_owned()],
+            }));
+        }
     })
 }
 

@@ -15,9 +15,13 @@ use std::time::Duration;
 
 use common::{BOUND, Consumer, array, loopback_config, start};
 use surefoot_core_model::Source;
-use surefoot_source_http::{HttpSource, HttpSourceConfig, IdempotencyBackend, REPLAYED_HEADER};
+#[cfg(feature = "redis")]
+use surefoot_source_http::IdempotencyBackend;
+use surefoot_source_http::{HttpSource, HttpSourceConfig, REPLAYED_HEADER};
 use surefoot_test_support::chaos::{DeliveryLedger, report};
-use surefoot_test_support::{FaultProxy, RedisServer};
+use surefoot_test_support::FaultProxy;
+#[cfg(feature = "redis")]
+use surefoot_test_support::RedisServer;
 
 const CHANGES_PER_REQUEST: usize = 200;
 /// One request in 20 has its connection cut.
@@ -75,6 +79,8 @@ async fn chaos_d_m2_fifty_clients_with_cut_connections_and_failed_batches_delive
     run(&scenario, vec![chaos_config()]).await;
 }
 
+// Needs the `redis` feature (the shared key store).
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_d_m2_two_instances_sharing_keys_in_redis_deliver_each_change_once() {
     let redis = RedisServer::new().await.unwrap();

@@ -6,6 +6,7 @@
 //! settled as failed instead, so it is delivered again: nothing is dropped either way.
 
 mod file;
+#[cfg(feature = "redis")]
 mod redis_stream;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use surefoot_core_lifecycle::{Classify, ErrorClass};
 use surefoot_core_model::{Batch, Change, Position};
 
 pub use file::FileDeadLetters;
+#[cfg(feature = "redis")]
 pub use redis_stream::RedisDeadLetters;
 
 /// A batch that could not be delivered, with why.
@@ -78,8 +80,10 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// A dead letter could not be written.
+/// A dead letter could not be written. Non-exhaustive: the `Redis` variant exists only with the
+/// `redis` feature.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeadLetterError {
     /// Writing the file failed.
     #[error("writing dead letter to {path}")]
@@ -90,7 +94,8 @@ pub enum DeadLetterError {
         #[source]
         source: std::io::Error,
     },
-    /// Redis refused or failed.
+    /// Redis refused or failed (`redis` feature).
+    #[cfg(feature = "redis")]
     #[error("appending dead letter to Redis stream `{stream}`")]
     Redis {
         /// The stream.
@@ -110,7 +115,9 @@ pub enum DeadLetterError {
 impl Classify for DeadLetterError {
     fn class(&self) -> ErrorClass {
         match self {
-            DeadLetterError::File { .. } | DeadLetterError::Redis { .. } => ErrorClass::Transient,
+            DeadLetterError::File { .. } => ErrorClass::Transient,
+            #[cfg(feature = "redis")]
+            DeadLetterError::Redis { .. } => ErrorClass::Transient,
             DeadLetterError::Timeout(_) => ErrorClass::Timeout,
             DeadLetterError::Encode(_) => ErrorClass::Permanent,
         }

@@ -1,5 +1,5 @@
-//! Reactions provided with the crate: [`LogReaction`], [`WebhookReaction`] and
-//! [`RedisReaction`].
+//! Reactions provided with the crate: [`LogReaction`], [`WebhookReaction`] and, with the
+//! `redis` feature, `RedisReaction`.
 //!
 //! Each one returns from [`surefoot_core_model::Reaction::apply`] only once its effect is done
 //! (logged, answered with a 2xx, acknowledged by Redis), and carries an idempotency key derived
@@ -7,6 +7,7 @@
 //! redelivered batch.
 
 mod log;
+#[cfg(feature = "redis")]
 mod redis_out;
 mod webhook;
 
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 use surefoot_core_model::Batch;
 
 pub use log::LogReaction;
+#[cfg(feature = "redis")]
 pub use redis_out::{RedisReaction, RedisTarget};
 pub use webhook::{IDEMPOTENCY_HEADER, WebhookConfig, WebhookError, WebhookReaction};
 

@@ -16,7 +16,7 @@
 //!   once the current one is settled delivered (applied, or dead-lettered). An item whose
 //!   attempts all fail with retryable errors (a timeout: its effect may still land; a
 //!   transient failure: the target is down) or whose dead letter cannot be written holds the
-//!   lane and is tried again with backoff; see [`hold`] and [`ReactionRuntime::health`].
+//!   lane and is tried again with backoff; see `runtime::hold` and [`ReactionRuntime::health`].
 //!   Per-source order into a position-idempotent consumer needs the default key (the source):
 //!   a key that splits one source over several workers lets them commit out of order.
 

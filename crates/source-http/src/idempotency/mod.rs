@@ -18,6 +18,7 @@
 //! A key reused with a different body (or endpoint) gets `422` and ingests nothing.
 
 mod memory;
+#[cfg(feature = "redis")]
 pub(crate) mod redis_store;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 pub(crate) use memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub(crate) use redis_store::RedisStore;
 
 use crate::error::HttpSourceError;
@@ -67,6 +69,8 @@ pub(crate) enum Begin {
 #[derive(Debug, Clone)]
 pub(crate) enum IdempotencyStore {
     Memory(Arc<MemoryStore>),
+    /// Only with the `redis` feature.
+    #[cfg(feature = "redis")]
     Redis(Arc<RedisStore>),
 }
 
@@ -74,7 +78,8 @@ impl IdempotencyStore {
     /// Looks `key` up and claims it when it is new.
     ///
     /// Cancel-safe: a claim that may have been written when the future is dropped is released
-    /// through `releases`.
+    /// through `releases` (only Redis claims go there).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub(crate) async fn begin(
         &self,
         key: &str,
@@ -83,6 +88,7 @@ impl IdempotencyStore {
     ) -> Result<Begin, HttpSourceError> {
         match self {
             IdempotencyStore::Memory(store) => Ok(store.begin(key, fingerprint)),
+            #[cfg(feature = "redis")]
             IdempotencyStore::Redis(store) => store.begin(key, fingerprint, releases).await,
         }
     }
@@ -96,6 +102,7 @@ impl IdempotencyStore {
     ) -> Result<bool, HttpSourceError> {
         match self {
             IdempotencyStore::Memory(store) => Ok(store.complete(claim, answer)),
+            #[cfg(feature = "redis")]
             IdempotencyStore::Redis(store) => store.complete(claim, answer).await,
         }
     }
@@ -107,6 +114,7 @@ impl IdempotencyStore {
                 store.release(claim);
                 Ok(())
             }
+            #[cfg(feature = "redis")]
             IdempotencyStore::Redis(store) => store.release(claim).await,
         }
     }
@@ -132,6 +140,8 @@ pub(crate) fn valid_key(key: &[u8]) -> bool {
 pub(crate) struct Claim {
     id: Option<ClaimId>,
     store: IdempotencyStore,
+    /// Where a Redis claim goes to be released (a memory claim is released at once).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     releases: mpsc::Sender<ClaimId>,
 }
 
@@ -161,6 +171,7 @@ impl Drop for Claim {
         };
         match &self.store {
             IdempotencyStore::Memory(store) => store.release(&id),
+            #[cfg(feature = "redis")]
             IdempotencyStore::Redis(_) => {
                 if let Err(error) = self.releases.try_send(id) {
                     // The settler is gone or swamped: the claim expires after pending_ttl.
