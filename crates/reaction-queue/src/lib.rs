@@ -18,9 +18,7 @@ pub use queue::{
     ConfigError, OrderKey, Permit, QueueClosed, QueueConfig, QueueReceiver, QueueSender, Queued,
     SendError, TryRecvError, TrySendError, ordered_queue,
 };
-pub use reactions::{
-    LogReaction, WebhookConfig, WebhookError, WebhookReaction, idempotency_key,
-};
+pub use reactions::{LogReaction, WebhookConfig, WebhookError, WebhookReaction, idempotency_key};
 #[cfg(feature = "redis")]
 pub use reactions::{RedisReaction, RedisTarget};
 #[cfg(feature = "redis")]

@@ -4,12 +4,12 @@ mod common;
 
 use surefoot_core_lifecycle::{Classify, ErrorClass, Status};
 use surefoot_core_model::AckToken;
+#[cfg(feature = "redis")]
+use surefoot_reaction_queue::RedisQueueError;
 use surefoot_reaction_queue::{
     ConfigError, DeadLetterError, QueueConfig, QueueMetrics, RuntimeError, SubscribeError,
     TrySendError, ordered_queue,
 };
-#[cfg(feature = "redis")]
-use surefoot_reaction_queue::RedisQueueError;
 
 use common::batch;
 

@@ -69,8 +69,7 @@ impl std::fmt::Debug for IdempotencyBackend {
 
 /// The problem reported for the Redis backend in a build without the `redis` feature.
 #[cfg(not(feature = "redis"))]
-pub(crate) const REDIS_FEATURE_OFF: &str =
-    "idempotency.backend: redis needs surefoot-source-http's `redis` feature, which this build lacks";
+pub(crate) const REDIS_FEATURE_OFF: &str = "idempotency.backend: redis needs surefoot-source-http's `redis` feature, which this build lacks";
 
 /// What may be shown of `url`: scheme, host and port (see `SecretUrl::redacted`).
 pub(crate) fn redacted_url(url: &str) -> String {

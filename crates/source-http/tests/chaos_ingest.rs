@@ -18,10 +18,10 @@ use surefoot_core_model::Source;
 #[cfg(feature = "redis")]
 use surefoot_source_http::IdempotencyBackend;
 use surefoot_source_http::{HttpSource, HttpSourceConfig, REPLAYED_HEADER};
-use surefoot_test_support::chaos::{DeliveryLedger, report};
 use surefoot_test_support::FaultProxy;
 #[cfg(feature = "redis")]
 use surefoot_test_support::RedisServer;
+use surefoot_test_support::chaos::{DeliveryLedger, report};
 
 const CHANGES_PER_REQUEST: usize = 200;
 /// One request in 20 has its connection cut.
