@@ -2,10 +2,8 @@
 //! channel, `pg_recvlogical` on the same WAL, `redis-benchmark`) in the same run and prints its
 //! own table of ratios against it.
 
-use serde_json::Value;
-
 use crate::cmd::{command, execute};
-use crate::test;
+use crate::{test, workspace};
 
 pub(crate) fn run() -> Result<(), String> {
     let benches = bench_targets()?;
@@ -19,20 +17,7 @@ pub(crate) fn run() -> Result<(), String> {
 }
 
 fn bench_targets() -> Result<Vec<String>, String> {
-    let output = command(
-        "cargo",
-        &["metadata", "--no-deps", "--format-version", "1", "--locked"],
-    )
-    .output()
-    .map_err(|error| format!("could not run cargo metadata: {error}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let metadata: Value = serde_json::from_slice(&output.stdout)
-        .map_err(|error| format!("cargo metadata printed invalid JSON: {error}"))?;
+    let metadata = workspace::metadata()?;
     let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
     let names = packages
         .iter()

@@ -11,9 +11,13 @@ mod chaos;
 mod cmd;
 mod coverage;
 mod demo;
+mod docs;
+mod features;
 mod lint;
+mod publish;
 mod test;
 mod tools;
+mod workspace;
 
 use std::process::ExitCode;
 
@@ -29,8 +33,25 @@ commands:
   coverage   the tests under cargo-llvm-cov; per-crate line coverage against .config/coverage-threshold
   chaos [N]  the fault-injection tests (`chaos_*`), N iterations each (default 1), with a loss table
   bench      the benchmarks, with their ratio tables
-  ci         lint, the tests under coverage, then the demo for 15 s (what .ci/run and GitHub
-             Actions run)";
+  docs       `cargo doc --no-deps --workspace --all-features` with rustdoc warnings denied
+             (broken and private intra-doc links included)
+  features   the feature matrix: each package checked alone with its default features, none
+             and each feature (cargo-hack), then `--no-default-features` tests where a package
+             has features
+  publish-check [--allow-dirty]
+             `cargo package --workspace` of every published crate, each built as packaged
+  ci         lint, docs, features, the tests under coverage, publish-check, then the demo for
+             15 s (what .ci/run and GitHub Actions run)";
+
+/// `cargo xtask ci`: the cheap checks first, so a broken build fails before the long tests.
+fn ci() -> Result<(), String> {
+    lint::run()?;
+    docs::run()?;
+    features::run()?;
+    coverage::run()?;
+    publish::run(&[])?;
+    demo::run(&["--seconds".to_owned(), "15".to_owned()])
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,9 +62,10 @@ fn main() -> ExitCode {
         Some("chaos") => chaos::run(args.get(1).map(String::as_str)),
         Some("bench") => bench::run(),
         Some("demo") => demo::run(&args[1..]),
-        Some("ci") => lint::run()
-            .and_then(|()| coverage::run())
-            .and_then(|()| demo::run(&["--seconds".to_owned(), "15".to_owned()])),
+        Some("docs") => docs::run(),
+        Some("features") => features::run(),
+        Some("publish-check") => publish::run(&args[1..]),
+        Some("ci") => ci(),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
