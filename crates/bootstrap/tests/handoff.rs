@@ -111,6 +111,17 @@ async fn first_start_snapshot_then_stream_equals_the_table_under_concurrent_writ
         );
         let exported = exported.unwrap();
         assert_eq!(exported.complete.rows, consumer.rows.len() as u64);
+        // The planner's estimate, for progress lines: about right, never exact by contract.
+        let estimated = provider
+            .estimated_rows()
+            .borrow()
+            .expect("estimated before the copy");
+        let rows = exported.complete.rows;
+        eprintln!("estimated {estimated} rows, copied {rows}");
+        assert!(
+            estimated >= rows / 3 && estimated <= rows * 3,
+            "estimated {estimated} rows for {rows}"
+        );
         let point = exported.slot.consistent_point();
         assert_eq!(
             exported.complete.consistent_point,

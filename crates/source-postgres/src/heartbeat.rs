@@ -82,6 +82,9 @@ async fn heartbeat_once(
             value.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
         };
         shared.metrics.wal_positions(bytes(0), bytes(1));
+        shared
+            .lag_bytes
+            .store(bytes(0), std::sync::atomic::Ordering::Relaxed);
     }
     Ok(())
 }

@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     pub(crate) silences_survived: AtomicU64,
     /// Spill figures of large transactions.
     pub(crate) spill: SpillCounters,
+    /// The server's WAL end minus the confirmed position at the last heartbeat, in bytes;
+    /// `u64::MAX` until sampled.
+    pub(crate) lag_bytes: AtomicU64,
     /// The deadline of the stop in progress, in milliseconds.
     stop_budget_ms: AtomicU64,
 }
@@ -98,6 +101,7 @@ impl PostgresSource {
             reconnects: ReconnectLog::default(),
             silences_survived: AtomicU64::new(0),
             spill: SpillCounters::default(),
+            lag_bytes: AtomicU64::new(u64::MAX),
             stop_budget_ms: AtomicU64::new(10_000),
             config,
         });
@@ -129,6 +133,14 @@ impl PostgresSource {
     /// cover), so the session went on instead of reconnecting.
     pub fn silences_survived(&self) -> u64 {
         self.shared().silences_survived.load(Ordering::Relaxed)
+    }
+
+    /// How far the slot's confirmed position is behind the server's WAL end, in bytes, as
+    /// sampled by the last heartbeat (with the heartbeat on); `None` before the first sample.
+    /// A source catching up on a backlog sees it fall.
+    pub fn lag_bytes(&self) -> Option<u64> {
+        let lag = self.shared().lag_bytes.load(Ordering::Relaxed);
+        (lag != u64::MAX).then_some(lag)
     }
 
     /// How large transactions were held to `max_transaction_memory`: the peak of the source's

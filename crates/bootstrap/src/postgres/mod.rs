@@ -13,6 +13,7 @@
 pub mod connection;
 mod copy;
 mod decoder;
+mod estimate;
 pub mod provider;
 mod read_ahead;
 pub mod slot;

@@ -11,11 +11,13 @@ use surefoot_core_model::{
 };
 use surefoot_source_postgres::transport::{PgWireConnector, ReplicationEndpoint};
 use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig, SlotName, setup};
+use tokio::sync::watch;
 
 use crate::config::{BootstrapConfig, ConfigError};
 use crate::error::{BootstrapError, Step, bounded};
 use crate::postgres::connection::SnapshotConnection;
 use crate::postgres::copy::{Destination, TableColumns, copy_table};
+use crate::postgres::estimate::estimated_rows;
 use crate::postgres::slot::{ExportedSlot, SlotKind};
 
 /// The upper end of the snapshot taken at the slot's consistent point `point`:
@@ -77,6 +79,8 @@ pub struct PostgresProvider {
     endpoint: ReplicationEndpoint,
     kind: SlotKind,
     config: BootstrapConfig,
+    /// The planner's estimate of the rows the snapshot copies, once read.
+    estimate: Arc<watch::Sender<Option<u64>>>,
 }
 
 impl PostgresProvider {
@@ -137,7 +141,14 @@ impl PostgresProvider {
             endpoint,
             kind,
             config,
+            estimate: Arc::new(watch::Sender::new(None)),
         })
+    }
+
+    /// About how many rows the snapshot copies (the planner's estimate, read in the snapshot
+    /// before the copy starts), for progress reports; `None` until read.
+    pub fn estimated_rows(&self) -> watch::Receiver<Option<u64>> {
+        self.estimate.subscribe()
     }
 
     /// Replaces the ordinary connection's settings (by default the source's `sql_config`, with
@@ -231,6 +242,12 @@ impl PostgresProvider {
             [] => self.publication_tables(&connection).await?,
             listed => listed.to_vec(),
         };
+        // On the snapshot's connection: an error here aborts its transaction, so it fails the
+        // snapshot like any other statement would.
+        let estimate = estimated_rows(&connection, &tables).await?;
+        tracing::info!(source = %self.source.id, tables = tables.len(), estimated_rows = estimate,
+            "snapshot: copying");
+        self.estimate.send_replace(Some(estimate));
         connection
             .allow_statements_up_to(self.config.snapshot_timeout)
             .await?;

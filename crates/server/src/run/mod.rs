@@ -12,6 +12,7 @@ mod logging;
 mod manager;
 mod metrics;
 mod plan;
+mod progress;
 mod registry;
 mod segment;
 mod snapshot;

@@ -42,6 +42,7 @@ struct Entry {
     detail: Option<String>,
     processed: u64,
     pending: u64,
+    lag_bytes: Option<u64>,
     last_progress: Instant,
 }
 
@@ -60,6 +61,9 @@ pub struct ComponentView {
     pub processed: u64,
     /// Batches waiting for it.
     pub pending: u64,
+    /// A PostgreSQL source: how far its confirmed position is behind the server's WAL, in
+    /// bytes, at the last heartbeat.
+    pub lag_bytes: Option<u64>,
     /// Seconds since it last made progress.
     pub since_progress_seconds: f64,
     /// Work waiting and no progress for longer than the stall threshold.
@@ -98,6 +102,7 @@ impl Registry {
                     detail: None,
                     processed: 0,
                     pending: 0,
+                    lag_bytes: None,
                     last_progress: Instant::now(),
                 },
             );
@@ -154,6 +159,15 @@ impl Registry {
         });
     }
 
+    /// How far a source is behind its server's WAL.
+    pub fn set_lag(&self, id: &str, lag_bytes: Option<u64>) {
+        self.with(|entries| {
+            if let Some(entry) = entries.get_mut(id) {
+                entry.lag_bytes = lag_bytes;
+            }
+        });
+    }
+
     /// Every component, by id.
     pub fn views(&self) -> Vec<ComponentView> {
         let stall_after = self.stall_after;
@@ -169,6 +183,7 @@ impl Registry {
                         detail: entry.detail.clone(),
                         processed: entry.processed,
                         pending: entry.pending,
+                        lag_bytes: entry.lag_bytes,
                         since_progress_seconds: since.as_secs_f64(),
                         stalled: entry.pending > 0 && since > stall_after,
                     }

@@ -16,6 +16,7 @@ use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig};
 use tokio::sync::watch;
 
 use super::error::{RunError, chain};
+use super::progress::Progress;
 use super::registry::{Registry, State};
 
 /// How often a bootstrap in progress logs its progress.
@@ -53,6 +54,7 @@ pub(crate) async fn bootstrap(
     let (tally, tally_seen) = watch::channel(Tally::default());
     let tally = Arc::new(tally);
     let (snapshot_output, mut snapshot_input) = batch_channel(16);
+    let estimate = provider.estimated_rows();
     let exporting = {
         let provider = &provider;
         async move {
@@ -66,13 +68,13 @@ pub(crate) async fn bootstrap(
         while let Some(batch) = snapshot_input.recv().await {
             rows += batch.changes.len() as u64;
             if logged.elapsed() >= PROGRESS_EVERY {
-                tracing::info!(source = %id, rows, seconds = started.elapsed().as_secs(),
-                    "bootstrap: rows copied");
-                registry.set(
-                    &id,
-                    State::Bootstrapping,
-                    Some(format!("{rows} rows copied")),
-                );
+                let progress = Progress {
+                    rows,
+                    estimated: *estimate.borrow(),
+                    elapsed: started.elapsed(),
+                };
+                progress.log(&id);
+                registry.set(&id, State::Bootstrapping, Some(progress.to_string()));
                 logged = Instant::now();
             }
             if output.send(counted(batch, &tally)).await.is_err() {

@@ -10,6 +10,7 @@ use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{RunError, chain};
+use super::progress::CatchUp;
 use super::registry::{Registry, State};
 use super::snapshot::{SnapshotDelivered, bootstrap, marker_path, record_bootstrap};
 
@@ -204,6 +205,7 @@ impl SourceTask {
         let mut commands_open = true;
         let mut watch_progress = tokio::time::interval(PROGRESS_CHECK);
         let mut watermark = source.tracker().watermark();
+        let mut catch_up = CatchUp::new();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -227,6 +229,8 @@ impl SourceTask {
                         self.registry.touch(&id);
                     }
                     self.registry.set_pending(&id, source.tracker().in_flight() as u64);
+                    self.registry.set_lag(&id, source.lag_bytes());
+                    catch_up.sample(&id, source.lag_bytes());
                 }
                 changed = status.changed() => {
                     if changed.is_err() {
