@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 use surefoot_core_model::{Numeric, Value};
 
+mod shared;
+
+pub use shared::SharedStr;
+
 /// One value inside the query.
 ///
 /// Integers of every width are `Int` (so `int4 = int8` joins match); `numeric` keeps its exact
@@ -24,9 +28,9 @@ pub enum Datum {
     /// `real` and `double precision`.
     Float(f64),
     /// `numeric`, exact text.
-    Numeric(Arc<str>),
+    Numeric(SharedStr),
     /// Text types.
-    Text(Arc<str>),
+    Text(SharedStr),
     /// Any other type: its canonical text and the original value.
     Opaque(Arc<(String, Value)>),
 }
@@ -172,6 +176,9 @@ impl Hash for Datum {
         }
     }
 }
+
+// Kept tuples hold four inline: a 16-byte datum keeps them at 72 bytes.
+const _: () = assert!(size_of::<Datum>() == 16);
 
 /// A tuple of datums: up to four inline, since keys and most kept rows are short (the
 /// engine makes and drops tuples per change; inline ones cost no allocation).

@@ -143,7 +143,6 @@ impl ContinuousQuery {
     pub fn result(&self) -> Vec<Row> {
         self.engine
             .result()
-            .iter()
             .map(|(key, row)| self.row(key, row))
             .collect()
     }

@@ -30,6 +30,10 @@ pub(crate) struct Group {
     /// Input rows in the group.
     pub(crate) rows: i64,
     states: Vec<AggState>,
+    /// The group's result row as of the last batch, if it has one.
+    pub(crate) row: Option<Tuple>,
+    /// Whether the batch in progress touched the group.
+    pub(crate) touched: bool,
 }
 
 impl Group {
@@ -48,7 +52,12 @@ impl Group {
                 AggregateKind::Min | AggregateKind::Max => AggState::Values(BTreeMap::new()),
             })
             .collect();
-        Self { rows: 0, states }
+        Self {
+            rows: 0,
+            states,
+            row: None,
+            touched: false,
+        }
     }
 
     /// Adds `weight` copies of an input row whose aggregate arguments are `args`

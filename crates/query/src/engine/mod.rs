@@ -5,15 +5,19 @@
 //! projection or the grouping. The result is kept by key, so each batch ends with one diff per
 //! key it touched: added, updated (before and after) or deleted.
 
+mod columns;
 mod entries;
 mod group;
+mod grouped;
 mod join;
+mod kept;
 mod output;
+mod project;
 mod table;
 
 use surefoot_core_model::Change;
 
-use crate::datum::{Datum, Map, Tuple};
+use crate::datum::{Datum, Tuple};
 use crate::error::EvalError;
 use crate::expr::{Context, Expr};
 use crate::ops::truth;
@@ -114,8 +118,8 @@ impl Engine {
     }
 
     /// The current result, by key.
-    pub(crate) fn result(&self) -> &Map<Tuple, Tuple> {
-        self.results.current()
+    pub(crate) fn result(&self) -> impl Iterator<Item = (&Tuple, &Tuple)> {
+        self.results.rows()
     }
 
     /// Records the input rows every change touches, for [`Engine::take_touched`].
@@ -255,7 +259,8 @@ impl JoinSink for ResultSink<'_> {
                     .iter()
                     .map(|c| c.expr.eval(&wide))
                     .collect::<Result<Tuple, _>>()?;
-                self.results.add_row(&wide, row, weight)
+                self.results.add_row(&wide, row, weight);
+                Ok(())
             }
             Output::Group {
                 keys, aggregates, ..

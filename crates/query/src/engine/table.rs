@@ -4,12 +4,11 @@
 //! default), and `Unchanged` for unchanged TOASTed columns: the query keeps the columns it
 //! needs of every row so it can retract the old row and fill in what the change left out.
 
-use std::cell::Cell;
-use std::sync::Arc;
+use surefoot_core_model::{Change, Operation, Row};
 
-use surefoot_core_model::{Change, Operation, Row, Value};
-
-use crate::datum::{Datum, Map, Tuple};
+use crate::datum::{Datum, Set, Tuple};
+use crate::engine::columns::Columns;
+use crate::engine::kept::KeptRow;
 use crate::error::EvalError;
 use crate::plan::PlanTable;
 
@@ -29,13 +28,8 @@ pub(crate) struct Touched {
 /// One input table's kept rows, by key.
 #[derive(Debug)]
 pub(crate) struct TableInput {
-    name: String,
-    kept: Vec<Arc<str>>,
-    /// Per kept column, where it was found in the last row: rows of one table usually list
-    /// their columns in the same order, so the lookup starts there.
-    found_at: Vec<Cell<usize>>,
-    key_len: usize,
-    rows: Map<Tuple, Tuple>,
+    columns: Columns,
+    rows: Set<KeptRow>,
     /// Whether changed keys are recorded (for a durable copy of the rows).
     tracking: bool,
     /// Keys changed since the last `take_touched`, when tracking.
@@ -46,11 +40,8 @@ pub(crate) struct TableInput {
 impl TableInput {
     pub(crate) fn new(table: &PlanTable) -> Self {
         Self {
-            name: table.schema.table.to_string(),
-            kept: table.kept.clone(),
-            found_at: table.kept.iter().map(|_| Cell::new(0)).collect(),
-            key_len: table.key_len(),
-            rows: Map::default(),
+            columns: Columns::new(table),
+            rows: Set::default(),
             tracking: false,
             touched: Vec::new(),
             truncated: false,
@@ -70,7 +61,7 @@ impl TableInput {
         let rows = keys
             .into_iter()
             .map(|key| {
-                let row = self.rows.get(&key).cloned();
+                let row = self.rows.get(&key[..]).map(|row| row.tuple.clone());
                 (key, row)
             })
             .collect();
@@ -83,21 +74,17 @@ impl TableInput {
     /// Puts back a row kept before a restart, appending its delta; it is not recorded as
     /// touched (it is already durable).
     pub(crate) fn restore(&mut self, row: Tuple, out: &mut Vec<Delta>) -> Result<(), EvalError> {
-        if row.len() != self.kept.len() {
+        if row.len() != self.columns.len() {
             return Err(EvalError::MissingColumn {
-                table: self.name.clone(),
+                table: self.columns.table().to_owned(),
                 column: format!(
                     "{} kept columns, the stored row has {}",
-                    self.kept.len(),
+                    self.columns.len(),
                     row.len()
                 ),
             });
         }
-        let key = Tuple::from(&row[..self.key_len]);
-        if let Some(old) = self.rows.insert(key, row.clone()) {
-            out.push((old, -1));
-        }
-        out.push((row, 1));
+        self.keep(row, out);
         Ok(())
     }
 
@@ -109,7 +96,7 @@ impl TableInput {
 
     /// Number of kept columns.
     pub(crate) fn width(&self) -> usize {
-        self.kept.len()
+        self.columns.len()
     }
 
     /// Rows kept.
@@ -117,126 +104,107 @@ impl TableInput {
         self.rows.len()
     }
 
+    /// Keeps `row`, replacing the row of its key if one is held; appends the deltas.
+    fn keep(&mut self, row: Tuple, out: &mut Vec<Delta>) {
+        let key_len = self.columns.key_len();
+        if let Some(old) = self.rows.replace(KeptRow::new(row.clone(), key_len)) {
+            out.push((old.tuple, -1));
+        }
+        out.push((row, 1));
+    }
+
     /// Applies one change, appending the deltas it makes.
     pub(crate) fn apply(&mut self, change: &Change, out: &mut Vec<Delta>) -> Result<(), EvalError> {
         match &change.operation {
             Operation::Insert { after } => {
-                let row = self.extract(after, None)?;
-                let key = Tuple::from(&row[..self.key_len]);
-                self.touch(&key);
-                if let Some(old) = self.rows.insert(key, row.clone()) {
-                    // An insert over a key the query holds: the source re-sent it or the table
-                    // was changed behind it; the new row replaces the old one.
-                    out.push((old, -1));
+                let mut row = Tuple::new();
+                if let Some(index) = self.columns.read(after, &mut row) {
+                    return Err(self.columns.lacking(index));
                 }
-                out.push((row, 1));
+                self.touch(&row[..self.columns.key_len()]);
+                // An insert over a key the query holds: the source re-sent it or the table was
+                // changed behind it; the new row replaces the old one.
+                self.keep(row, out);
             }
             Operation::Update { key, before, after } => {
-                let old_key = match key.as_ref().or(before.as_ref()) {
-                    Some(old) => self.extract_key(old)?,
-                    None => self.extract_key(after)?,
-                };
-                let Some(held) = self.rows.get(&old_key) else {
-                    return Err(self.missing("update", &old_key));
-                };
-                let new = self.extract(after, Some(held))?;
-                self.touch(&old_key);
-                self.touch(&new[..self.key_len]);
-                if new[..self.key_len] == old_key[..] {
-                    // The common case: the key stays; replace the row in place.
-                    if let Some(slot) = self.rows.get_mut(&old_key)
-                        && *slot != new
-                    {
-                        let old = std::mem::replace(slot, new.clone());
-                        out.push((old, -1));
-                        out.push((new, 1));
-                    }
-                    return Ok(());
-                }
-                let Some(old) = self.rows.remove(&old_key) else {
-                    return Err(self.missing("update", &old_key));
-                };
-                let new_key = Tuple::from(&new[..self.key_len]);
-                if let Some(displaced) = self.rows.insert(new_key, new.clone()) {
-                    out.push((displaced, -1));
-                }
-                out.push((old, -1));
-                out.push((new, 1));
+                let old = key.as_ref().or(before.as_ref());
+                self.update(old, after, out)?;
             }
             Operation::Delete { key, before } => {
                 let Some(old_row) = key.as_ref().or(before.as_ref()) else {
                     return Err(EvalError::MissingColumn {
-                        table: self.name.clone(),
+                        table: self.columns.table().to_owned(),
                         column: "the key of a delete".into(),
                     });
                 };
-                let old_key = self.extract_key(old_row)?;
-                let Some(old) = self.rows.remove(&old_key) else {
+                let old_key = self.columns.key(old_row)?;
+                let Some(old) = self.rows.take(&old_key[..]) else {
                     return Err(self.missing("delete", &old_key));
                 };
                 self.touch(&old_key);
-                out.push((old, -1));
+                out.push((old.tuple, -1));
             }
             Operation::Truncate => {
                 self.touched.clear();
                 self.truncated = true;
-                out.extend(self.rows.drain().map(|(_, row)| (row, -1)));
+                out.extend(self.rows.drain().map(|row| (row.tuple, -1)));
             }
         }
         Ok(())
     }
 
-    fn missing(&self, operation: &'static str, key: &Tuple) -> EvalError {
+    /// An update: `old` names the row's old key when the change sends it (a key change, or
+    /// replica identity full); otherwise the key is `after`'s.
+    fn update(
+        &mut self,
+        old: Option<&Row>,
+        after: &Row,
+        out: &mut Vec<Delta>,
+    ) -> Result<(), EvalError> {
+        let key_len = self.columns.key_len();
+        let old_key = old.map(|old| self.columns.key(old)).transpose()?;
+        let mut new = Tuple::new();
+        if let Some(index) = self.columns.read(after, &mut new) {
+            // Columns the change left out (unchanged TOASTed values) are the held row's.
+            let key = old_key.as_deref().unwrap_or(&new[..key_len]);
+            if old_key.is_none() && index < key_len {
+                return Err(self.columns.lacking(index));
+            }
+            let Some(held) = self.rows.get(key) else {
+                return Err(self.missing("update", key));
+            };
+            self.columns.fill(after, &mut new, &held.tuple);
+        }
+        let old_key = old_key.unwrap_or_else(|| Tuple::from(&new[..key_len]));
+        self.touch(&old_key);
+        if new[..key_len] == old_key[..] {
+            // The common case: the key stays; the row replaces the held one.
+            let Some(held) = self.rows.replace(KeptRow::new(new.clone(), key_len)) else {
+                return Err(self.missing("update", &old_key));
+            };
+            if held.tuple != new {
+                out.push((held.tuple, -1));
+                out.push((new, 1));
+            }
+            return Ok(());
+        }
+        self.touch(&new[..key_len]);
+        let Some(old) = self.rows.take(&old_key[..]) else {
+            return Err(self.missing("update", &old_key));
+        };
+        if let Some(displaced) = self.rows.replace(KeptRow::new(new.clone(), key_len)) {
+            out.push((displaced.tuple, -1));
+        }
+        out.push((old.tuple, -1));
+        out.push((new, 1));
+        Ok(())
+    }
+
+    fn missing(&self, operation: &'static str, key: &[Datum]) -> EvalError {
         EvalError::MissingRow {
             operation,
-            table: self.name.clone(),
+            table: self.columns.table().to_owned(),
             key: format!("{key:?}"),
-        }
-    }
-
-    fn extract_key(&self, row: &Row) -> Result<Tuple, EvalError> {
-        self.kept[..self.key_len]
-            .iter()
-            .enumerate()
-            .map(|(index, _)| self.value(row, index, None))
-            .collect()
-    }
-
-    /// The kept columns of `row`; a column it lacks or sends as `Unchanged` comes from `old`.
-    fn extract(&self, row: &Row, old: Option<&Tuple>) -> Result<Tuple, EvalError> {
-        self.kept
-            .iter()
-            .enumerate()
-            .map(|(index, _)| self.value(row, index, old.map(|old| &old[index])))
-            .collect()
-    }
-
-    /// The value of kept column `index` in `row`.
-    fn column<'r>(&self, row: &'r Row, index: usize) -> Option<&'r Value> {
-        let name = &*self.kept[index];
-        let columns = row.columns();
-        let hint = self.found_at[index].get();
-        if let Some(column) = columns.get(hint)
-            && &*column.name == name
-        {
-            return Some(&column.value);
-        }
-        let found = columns.iter().position(|column| &*column.name == name)?;
-        self.found_at[index].set(found);
-        Some(&columns[found].value)
-    }
-
-    fn value(&self, row: &Row, index: usize, old: Option<&Datum>) -> Result<Datum, EvalError> {
-        match self
-            .column(row, index)
-            .and_then(Datum::from_value)
-            .or_else(|| old.cloned())
-        {
-            Some(datum) => Ok(datum),
-            None => Err(EvalError::MissingColumn {
-                table: self.name.clone(),
-                column: self.kept[index].to_string(),
-            }),
         }
     }
 }
