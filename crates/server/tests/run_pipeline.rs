@@ -290,6 +290,7 @@ async fn openapi_matches_the_routes(api: &str) {
         "POST /api/v1/sources/{id}/start",
         "POST /api/v1/sources/{id}/stop",
         "PUT /api/v1/queries/{id}",
+        "PUT /api/v1/reactions/{id}",
     ];
     assert_eq!(operations, expected, "the documented operations");
     for operation in &operations {
@@ -703,6 +704,79 @@ async fn pause_and_resume_lose_nothing_and_sigterm_under_load_confirms_the_slot_
     assert!(status.success());
 }
 
+/// A reaction PUT on the file's query is sent the current result (its table, holding a stale
+/// row, is made exact) and then every change.
+async fn reaction_added_to_a_running_query_gets_its_result_then_its_changes(
+    api: &str,
+    admin: &PgClient,
+    copy: &PgClient,
+    target: &PgServer,
+    url: &str,
+) {
+    copy.batch_execute(&format!(
+        "CREATE TABLE query.totals_copy ({TOTAL_TYPES}, \"_key.1\" text PRIMARY KEY);
+         INSERT INTO query.totals_copy VALUES ('stale', 1, 1, 1, 'stale')"
+    ))
+    .await
+    .unwrap();
+    let reaction = format!("{api}/api/v1/reactions/totals-copy");
+    let body = format!("kind: postgres\nfrom: totals\nurl: {url}\ntarget: query.totals_copy\n");
+    let (status, answer) = send(reqwest::Method::PUT, &reaction, Some(&body)).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, _) = send(reqwest::Method::PUT, &reaction, Some(&body)).await;
+    assert_eq!(status, 409, "a second PUT of the same id");
+    let (status, answer) = send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/reactions/other"),
+        Some(&body.replace("from: totals", "from: nothing")),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("from: no query `nothing`"), "{answer}");
+    let copy_url = target.connection_string("target");
+    let matches = || async {
+        except_both_ways(
+            admin.client(),
+            &copy_url,
+            "query.totals",
+            TOTAL_COLUMNS,
+            TOTAL_TYPES,
+        )
+        .await
+        .unwrap()
+    };
+    let copied = || rows_as_text(copy, "query.totals_copy");
+    let expected = || rows_as_text(admin, "query.totals");
+    for round in 0..2 {
+        if round == 1 {
+            load(admin, 600, 100).await;
+        }
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if matches().await.is_equal() && copied().await == expected().await {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the added reaction's table never matched (round {round})"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let (status, _) = send(reqwest::Method::DELETE, &reaction, None).await;
+    assert_eq!(status, 202);
+    wait_for_no_task(api, "reaction-totals-copy").await;
+}
+
+/// The rows of `table` (the totals' columns) as text, sorted.
+async fn rows_as_text(client: &PgClient, table: &str) -> Vec<String> {
+    let query = format!("SELECT ({TOTAL_COLUMNS})::text FROM {table}");
+    let rows = client.query(query.as_str(), &[]).await.unwrap();
+    let mut rows: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    rows.sort();
+    rows
+}
+
 /// Connections of reaction `id` to the target.
 async fn connections_of(copy: &PgClient, id: &str) -> i64 {
     copy.query_one(
@@ -898,6 +972,11 @@ async fn a_query_added_at_runtime_bootstraps_and_streams_and_removed_components_
     assert!(description.contains("\"runtime\":true"), "{description}");
     let (_, reaction) = get(&format!("{api}/api/v1/reactions/big-mirror"), Some(TOKEN)).await;
     assert_no_secrets(&reaction, "a reaction's description");
+
+    reaction_added_to_a_running_query_gets_its_result_then_its_changes(
+        &api, &admin, &copy, &target, &url,
+    )
+    .await;
 
     // Removed: the reaction's task ends, then the query's and its temporary slot's.
     let (status, _) = send(

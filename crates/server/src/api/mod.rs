@@ -98,6 +98,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(
             components::describe_reaction,
+            reactions::add,
             components::remove_reaction
         ))
         .routes(routes!(reactions::pause))

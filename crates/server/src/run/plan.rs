@@ -163,6 +163,7 @@ pub(crate) async fn plan(
                 writers: writers.clone(),
                 holds: holds.clone(),
             },
+            joined: BTreeMap::new(),
         });
     }
     for reaction in &config.reactions {
@@ -296,8 +297,26 @@ pub(crate) fn query_segment(
         input,
         commands,
         launcher,
+        joined: BTreeMap::new(),
     };
     Ok((segment, command, sender))
+}
+
+/// A reaction added at runtime to query `query`, as its segment runs it.
+pub(crate) fn query_reaction(
+    reaction: &ReactionConfig,
+    query: &crate::config::QueryConfig,
+    catalog: &Catalog,
+) -> Result<ReactionSpec, RunError> {
+    let planned = ContinuousQuery::new(&query.id, &query.sql, catalog)
+        .map_err(|error| RunError::query(&query.id, error.to_string()))?;
+    let specs = reactions_of(std::slice::from_ref(reaction), &query.id, |target| {
+        query_table(&query.id, planned.key_columns(), target)
+    });
+    specs
+        .into_iter()
+        .next()
+        .ok_or_else(|| RunError::reaction(reaction.id(), "it does not read the query"))
 }
 
 /// The reactions reading `from`, each postgres writer given its tables by `tables`.

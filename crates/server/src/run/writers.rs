@@ -22,6 +22,11 @@ impl Writers {
         self.lock().remove(id);
     }
 
+    /// The writer of reaction `id`, if connected.
+    pub fn get(&self, id: &str) -> Option<PostgresWriter> {
+        self.lock().get(id).cloned()
+    }
+
     /// Every writer, by id (handles: cloning is cheap).
     pub fn all(&self) -> Vec<(String, PostgresWriter)> {
         self.lock()

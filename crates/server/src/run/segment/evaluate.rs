@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{Batch, BatchReceiver, BatchSender};
 use surefoot_query::DurableQuery;
 use tokio::sync::{mpsc, oneshot};
 
+use super::join::{join, receivers, snapshot};
 use super::reaction::{Launcher, ReactionEnded, ReactionSpec};
 use super::{Command, Ended};
 use crate::run::error::{RunError, chain};
@@ -33,6 +35,11 @@ pub(super) struct Evaluation<'a> {
     pub(super) paused: &'a mut bool,
     pub(super) reactions: &'a mut Vec<ReactionSpec>,
     pub(super) launcher: &'a Launcher,
+    /// Reactions added while the segment runs (see `join`).
+    pub(super) joined: &'a mut BTreeMap<String, u64>,
+    /// Where a reaction launched by a command reports its end.
+    pub(super) ended: mpsc::UnboundedSender<ReactionEnded>,
+    pub(super) cancel: &'a CancellationToken,
 }
 
 impl Evaluation<'_> {
@@ -43,9 +50,15 @@ impl Evaluation<'_> {
             id: String::new(),
             reason: "a reaction stopped taking batches".to_owned(),
         };
+        let joining: Vec<String> = self.joined.keys().cloned().collect();
+        for id in joining {
+            if !self.join(&id).await {
+                return self.reaction_failed(closed()).await;
+            }
+        }
         if let Some(query) = self.query.as_deref_mut() {
             for batch in query.unacknowledged() {
-                if !send_all(batch, &self.outputs).await {
+                if !send_all(batch, &self.outputs, self.joined).await {
                     return self.reaction_failed(closed()).await;
                 }
             }
@@ -68,6 +81,11 @@ impl Evaluation<'_> {
                 // Every reaction has ended (all were removed): nothing more to hear.
                 Event::ReactionEnded(None) => endings_open = false,
                 Event::Command(None) => commands_open = false,
+                Event::Command(Some(Command::AddReaction(spec, reply))) => {
+                    if !self.add_reaction(*spec, reply).await {
+                        return self.reaction_failed(closed()).await;
+                    }
+                }
                 Event::Command(Some(command)) => self.command(command),
                 Event::Batch(None) => {
                     self.outputs.clear();
@@ -82,13 +100,61 @@ impl Evaluation<'_> {
                         }
                     }
                     for result in self.process(batches)? {
-                        if !send_all(result, &self.outputs).await {
+                        if !send_all(result, &self.outputs, self.joined).await {
                             return self.reaction_failed(closed()).await;
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Sends reaction `id` its snapshot (see `join`); false if its output closed.
+    async fn join(&mut self, id: &str) -> bool {
+        let (Some(query), Some(output)) = (self.query.as_deref(), self.outputs.get(id)) else {
+            return true;
+        };
+        let snapshot = snapshot(query);
+        match join(id, snapshot, output, &self.launcher.writers).await {
+            Some(held) => {
+                self.joined.insert(id.to_owned(), held);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Launches a reaction added through the API and joins it; false if an output closed.
+    async fn add_reaction(
+        &mut self,
+        spec: ReactionSpec,
+        reply: oneshot::Sender<Result<(), String>>,
+    ) -> bool {
+        let id = spec.id().to_owned();
+        if self.query.is_none() {
+            let _unasked = reply.send(Err("a reaction added at runtime reads a query".to_owned()));
+            return true;
+        }
+        let launched = self.launcher.launch(&spec, &self.ended, self.cancel).await;
+        let output = match launched {
+            Ok(Some(output)) => output,
+            Ok(None) => {
+                let _unasked = reply.send(Err("the server is stopping".to_owned()));
+                return true;
+            }
+            Err(error) => {
+                let _unasked = reply.send(Err(chain(&error)));
+                return true;
+            }
+        };
+        self.outputs.insert(id.clone(), output);
+        self.reactions.push(spec);
+        self.joined.insert(id.clone(), 0);
+        let joined = self.join(&id).await;
+        tracing::info!(reaction = %id, "reaction added");
+        // The asker may have given up waiting; the reaction is added all the same.
+        let _unasked = reply.send(Ok(()));
+        joined
     }
 
     /// An output closed: its reaction failed, and says why on `endings`.
@@ -141,8 +207,13 @@ impl Evaluation<'_> {
                     .unwrap_or_default();
                 let _unasked = reply.send(rows);
             }
+            Command::AddReaction(spec, reply) => {
+                // Carried out by `add_reaction`: it needs to wait.
+                let _unasked = reply.send(Err(format!("`{}` not added", spec.id())));
+            }
             Command::RemoveReaction(id, reply) => {
                 self.outputs.remove(&id);
+                self.joined.remove(&id);
                 self.reactions.retain(|spec| spec.id() != id);
                 self.launcher.writers.remove(&id);
                 self.launcher.holds.remove(&id);
@@ -154,10 +225,15 @@ impl Evaluation<'_> {
     }
 }
 
-/// Sends `batch` to every output: forks to all but the last, which takes the batch itself.
-/// False if an output is closed.
-async fn send_all(batch: Batch, outputs: &BTreeMap<String, BatchSender>) -> bool {
-    let mut outputs = outputs.values();
+/// Sends `batch` to every output but those of reactions that joined after it: forks to all
+/// but the last, which takes the batch itself. False if an output is closed.
+async fn send_all(
+    batch: Batch,
+    outputs: &BTreeMap<String, BatchSender>,
+    joined: &BTreeMap<String, u64>,
+) -> bool {
+    let receivers = receivers(outputs, joined, batch.last);
+    let mut outputs = receivers.into_iter();
     let Some(last) = outputs.next_back() else {
         batch.ack.delivered();
         return true;

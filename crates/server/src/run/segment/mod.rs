@@ -9,6 +9,7 @@ use std::time::Duration;
 mod drive;
 mod evaluate;
 mod hold;
+mod join;
 mod reaction;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub(crate) enum Command {
     Resume(oneshot::Sender<()>),
     /// Remove a reaction: its input closes, it drains and its task ends; then reply.
     RemoveReaction(String, oneshot::Sender<()>),
+    /// Add a reaction, which joins with a snapshot of the result; then reply.
+    AddReaction(Box<ReactionSpec>, oneshot::Sender<Result<(), String>>),
 }
 
 /// A segment's task.
@@ -58,6 +61,8 @@ pub(crate) struct SegmentTask {
     pub(crate) commands: mpsc::Receiver<Command>,
     /// Where its reactions are spawned, with the registry and the writers.
     pub(crate) launcher: Launcher,
+    /// Reactions added while it runs, with the sequence through which each holds the result.
+    pub(crate) joined: BTreeMap<String, u64>,
 }
 
 /// How an attempt ended.
@@ -118,7 +123,6 @@ impl SegmentTask {
                 None => return Ok(Ended::Drained),
             };
         }
-        drop(ended);
         let opened = match &self.query {
             Some(spec) => open_query(spec, &self.launcher.registry).map(Some),
             None => Ok(None),
@@ -134,6 +138,9 @@ impl SegmentTask {
                     paused,
                     reactions: &mut self.reactions,
                     launcher: &self.launcher,
+                    joined: &mut self.joined,
+                    ended: ended.clone(),
+                    cancel,
                 };
                 loop_state.run().await
             }
@@ -142,6 +149,7 @@ impl SegmentTask {
                 Err(error)
             }
         };
+        drop(ended);
         // Every reaction task has ended before the next attempt reuses their names.
         while endings.recv().await.is_some() {}
         result

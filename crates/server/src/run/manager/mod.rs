@@ -17,12 +17,14 @@ use surefoot_query::TableSchema;
 use surefoot_source_postgres::PostgresSourceConfig;
 use tokio::sync::{mpsc, oneshot};
 
+mod reactions;
+
 use super::added::run_added;
 use super::error::chain;
 use super::fanout::FanOutCommand;
 use super::plan::{catalog_of, query_segment};
 use super::registry::Registry;
-use super::segment::{Command, Hold, Holds, Launcher};
+use super::segment::{Command, Holds, Launcher};
 use super::source::SourceCommand;
 use super::writers::Writers;
 use crate::config::{self, Config, QueryConfig, ReactionConfig, SourceConfig};
@@ -183,26 +185,6 @@ impl Manager {
                 format!("source `{id}` did not answer in time"),
             )),
         }
-    }
-
-    /// Pauses, stops or opens (starts, resumes) reaction `id`; answers `true` once the
-    /// reaction carried it out, `false` if it did not within the stop deadline (it will once
-    /// the batch in hand is done, or once it runs again).
-    pub async fn hold_reaction(&self, id: &str, hold: Hold) -> Result<bool, Refusal> {
-        if !self.managed().reactions.contains_key(id) {
-            return Err(Refusal::new(404, format!("no reaction `{id}`")));
-        }
-        let mut seen = self
-            .inner
-            .holds
-            .set(id, hold)
-            .ok_or_else(|| Refusal::new(503, format!("reaction `{id}` has not started")))?;
-        tracing::info!(reaction = %id, ?hold, "reaction hold set through the API");
-        let carried_out = seen.wait_for(|seen| *seen == hold);
-        Ok(matches!(
-            tokio::time::timeout(self.inner.stop_deadline, carried_out).await,
-            Ok(Ok(_))
-        ))
     }
 
     /// Names of every live task: the pipeline's and the sources'.
