@@ -442,6 +442,101 @@ fn assert_no_secrets(text: &str, what: &str) {
     }
 }
 
+const LATE_SQL: &str = "SELECT o.id, o.amount FROM orders o WHERE o.amount > 50";
+
+/// A query put in the file after its source was bootstrapped gets a snapshot of its own at
+/// the next start, while a backlog waits in the slot and a writer keeps writing: its target
+/// ends equal to the SQL's answer, each result change applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_added_to_the_file_later_gets_a_snapshot_of_its_own_at_start() {
+    let source = PgServer::new().await.unwrap();
+    let target = PgServer::new().await.unwrap();
+    let (admin, copy) = prepare(&source, &target).await;
+    admin
+        .batch_execute(&format!("CREATE VIEW query.late AS {LATE_SQL}"))
+        .await
+        .unwrap();
+    copy.batch_execute(
+        "CREATE TABLE query.late (id int, amount int, \"_key.o.id\" int PRIMARY KEY)",
+    )
+    .await
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("state");
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let config_path = state.path().join("surefoot.yaml");
+    let first = config(&source, &target, &state_dir, api_port);
+    std::fs::write(&config_path, &first).unwrap();
+    let child = start(&config_path);
+    wait_until_ready(&api, true).await;
+    load(&admin, 0, 50).await;
+    wait_until_equal(&admin, &target).await;
+    let (status, output) = terminate(child, Duration::from_secs(60)).await;
+    assert!(status.success(), "{output}");
+
+    // A backlog in the slot, then the query in the file.
+    load(&admin, 50, 50).await;
+    let url = format!(
+        "postgres://{}:${{TARGET_PASSWORD}}@{}:{}/target",
+        target.user(),
+        target.host(),
+        target.port()
+    );
+    let second = first.replacen(
+        "reactions:\n",
+        &format!(
+            "  - id: late\n    sql: \"{LATE_SQL}\"\nreactions:\n  - kind: postgres\n    id: late-mirror\n    from: late\n    url: {url}\n"
+        ),
+        1,
+    );
+    std::fs::write(&config_path, &second).unwrap();
+    let child = start(&config_path);
+    let writer = source.connect("postgres").await.unwrap();
+    load(&writer, 100, 100).await;
+    wait_until_ready(&api, true).await;
+    wait_until_equal(&admin, &target).await;
+    let copy_url = target.connection_string("target");
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let late = except_both_ways(
+            admin.client(),
+            &copy_url,
+            "query.late",
+            "id, amount",
+            "id int, amount int",
+        )
+        .await
+        .unwrap();
+        if late.is_equal() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the late query's mirror never matched: {late:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let applied = surefoot_pipeline_tests::applied::applied(copy.client(), "late-mirror", "late")
+        .await
+        .unwrap();
+    assert_eq!(applied.overlapping, 0, "result diffs applied twice");
+    assert!(
+        !state_dir
+            .join("queries")
+            .join("late.snapshot-of-shop.pending")
+            .exists(),
+        "the snapshot is still marked under way"
+    );
+    let (status, output) = terminate(child, Duration::from_secs(60)).await;
+    assert!(status.success(), "{output}");
+    assert!(output.contains("taking a snapshot for it"), "{output}");
+    assert!(
+        output.contains("the new query's snapshot was delivered"),
+        "{output}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_file_alone_bootstraps_streams_stops_cleanly_and_resumes() {
     let source = PgServer::new().await.unwrap();

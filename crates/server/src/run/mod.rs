@@ -8,6 +8,7 @@ mod discover;
 mod error;
 mod fanout;
 mod http_source;
+mod late;
 mod logging;
 mod manager;
 mod metrics;

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::discover::discover;
 use super::error::{RunError, chain};
 use super::http_source::HttpTask;
+use super::late::{LateQuery, pending_path};
 use super::registry::{Kind, Registry};
 use super::segment::{Command, Holds, Launcher, QuerySpec, ReactionSpec, SegmentTask};
 use super::snapshot::marker_path;
@@ -109,6 +110,7 @@ pub(crate) async fn plan(
     let mut inputs: BTreeMap<String, Consumers> = BTreeMap::new();
     let mut segments = Vec::new();
     let mut commands = BTreeMap::new();
+    let mut late_queries: BTreeMap<String, Vec<LateQuery>> = BTreeMap::new();
     for query in &config.queries {
         let read: Vec<&String> = if query.sources.is_empty() {
             tables.keys().collect()
@@ -120,7 +122,7 @@ pub(crate) async fn plan(
             .state_dir
             .join("queries")
             .join(format!("{}.redb", query.id));
-        check_bootstrap_state(config, &read, &query.id, &state_path)?;
+        let late = check_bootstrap_state(config, &read, &query.id, &state_path)?;
         let launcher = Launcher {
             group: group.clone(),
             registry: registry.clone(),
@@ -129,6 +131,16 @@ pub(crate) async fn plan(
         };
         let (segment, command, sender) =
             query_segment(&config.reactions, query, catalog, state_path, launcher)?;
+        for source in late {
+            late_queries
+                .entry(source.clone())
+                .or_default()
+                .push(LateQuery {
+                    query: query.id.clone(),
+                    input: sender.clone(),
+                    pending: pending_path(&config.state_dir, &source, &query.id),
+                });
+        }
         for source in read {
             inputs
                 .entry(source.clone())
@@ -196,6 +208,7 @@ pub(crate) async fn plan(
             output,
             registry: registry.clone(),
             stop_deadline,
+            late: late_queries.remove(&pg.id).unwrap_or_default(),
         });
     }
     let mut http_sources = Vec::new();
@@ -394,14 +407,16 @@ fn source_tables(schemas: &[TableSchema], target: Option<&str>) -> Vec<TableConf
 
 /// Refuses to start a query whose state does not match its sources' bootstrap records: a
 /// source whose bootstrap did not complete while the query holds state (part of a snapshot),
-/// or a bootstrapped source with a query that has no state (it missed the snapshot).
+/// or a snapshot of its own that did not complete. Returns the bootstrapped sources of a query
+/// new to the file, which then gets a snapshot of its own (see `late`).
 fn check_bootstrap_state(
     config: &Config,
     sources: &[&String],
     query: &str,
     state_path: &Path,
-) -> Result<(), RunError> {
+) -> Result<Vec<String>, RunError> {
     let has_state = state_path.exists();
+    let mut late = Vec::new();
     for source in sources {
         let bootstraps = config.sources.iter().any(|s| match s {
             SourceConfig::Postgres(pg) => &&pg.id == source && pg.bootstrap,
@@ -411,6 +426,15 @@ fn check_bootstrap_state(
             continue;
         }
         let recorded = marker_path(&config.state_dir, source).exists();
+        let pending = pending_path(&config.state_dir, source, query);
+        if pending.exists() {
+            return Err(RunError::State(format!(
+                "query `{query}`'s own snapshot of source `{source}` did not complete; remove {} \
+                 and {} and the query's target rows to take it again",
+                state_path.display(),
+                pending.display()
+            )));
+        }
         if has_state && !recorded {
             return Err(RunError::State(format!(
                 "query `{query}` holds state from a bootstrap of source `{source}` that did not \
@@ -419,13 +443,8 @@ fn check_bootstrap_state(
             )));
         }
         if recorded && !has_state {
-            return Err(RunError::State(format!(
-                "query `{query}` is new, but source `{source}` was bootstrapped without it; a \
-                 query added to a bootstrapped source needs a snapshot of its own, which the \
-                 server does not take yet: remove {} to bootstrap every query again",
-                config.state_dir.display()
-            )));
+            late.push((*source).clone());
         }
     }
-    Ok(())
+    Ok(late)
 }

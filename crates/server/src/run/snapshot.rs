@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use surefoot_bootstrap::{BootstrapConfig, PostgresProvider};
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{
-    AckOutcome, AckToken, Batch, BatchSender, SnapshotRequest, batch_channel,
+    AckOutcome, AckToken, Batch, BatchReceiver, BatchSender, SnapshotRequest, batch_channel,
 };
 use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig};
 use tokio::sync::watch;
@@ -31,7 +31,7 @@ pub(crate) fn marker_path(state_dir: &Path, source: &str) -> PathBuf {
 
 /// Snapshot batches sent and not yet settled, and whether one failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Tally {
+pub(crate) struct Tally {
     unsettled: u64,
     failed: bool,
 }
@@ -63,29 +63,14 @@ pub(crate) async fn bootstrap(
             exported
         }
     };
-    let forwarding = async {
-        let (mut rows, started, mut logged) = (0u64, Instant::now(), Instant::now());
-        while let Some(batch) = snapshot_input.recv().await {
-            rows += batch.changes.len() as u64;
-            if logged.elapsed() >= PROGRESS_EVERY {
-                let progress = Progress {
-                    rows,
-                    estimated: *estimate.borrow(),
-                    elapsed: started.elapsed(),
-                };
-                progress.log(&id);
-                registry.set(&id, State::Bootstrapping, Some(progress.to_string()));
-                logged = Instant::now();
-            }
-            if output.send(counted(batch, &tally)).await.is_err() {
-                return Err(RunError::source(
-                    &id,
-                    "the consumers stopped during the bootstrap",
-                ));
-            }
-        }
-        Ok(rows)
-    };
+    let forwarding = forward(
+        &id,
+        &mut snapshot_input,
+        &output,
+        &tally,
+        estimate,
+        registry,
+    );
     let (exported, forwarded) = tokio::join!(exporting, forwarding);
     let exported = exported
         .map_err(|error| RunError::source(&id, format!("bootstrap failed: {}", chain(&error))))?;
@@ -102,11 +87,44 @@ pub(crate) async fn bootstrap(
     ))
 }
 
+/// Forwards the snapshot's batches to `output`, each counted in `tally`, logging progress;
+/// returns the rows forwarded.
+pub(crate) async fn forward(
+    id: &str,
+    snapshot_input: &mut BatchReceiver,
+    output: &BatchSender,
+    tally: &Arc<watch::Sender<Tally>>,
+    estimate: watch::Receiver<Option<u64>>,
+    registry: &Registry,
+) -> Result<u64, RunError> {
+    let (mut rows, started, mut logged) = (0u64, Instant::now(), Instant::now());
+    while let Some(batch) = snapshot_input.recv().await {
+        rows += batch.changes.len() as u64;
+        if logged.elapsed() >= PROGRESS_EVERY {
+            let progress = Progress {
+                rows,
+                estimated: *estimate.borrow(),
+                elapsed: started.elapsed(),
+            };
+            progress.log(id);
+            registry.set(id, State::Bootstrapping, Some(progress.to_string()));
+            logged = Instant::now();
+        }
+        if output.send(counted(batch, tally)).await.is_err() {
+            return Err(RunError::source(
+                id,
+                "the consumers stopped during the bootstrap",
+            ));
+        }
+    }
+    Ok(rows)
+}
+
 /// Waits for the snapshot's delivery.
 #[derive(Debug)]
 pub(crate) struct SnapshotDelivered {
-    tally: watch::Receiver<Tally>,
-    rows: u64,
+    pub(crate) tally: watch::Receiver<Tally>,
+    pub(crate) rows: u64,
 }
 
 impl SnapshotDelivered {

@@ -10,6 +10,7 @@ use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{RunError, chain};
+use super::late::{LateQuery, snapshot_for_late_query};
 use super::progress::CatchUp;
 use super::registry::{Registry, State};
 use super::snapshot::{SnapshotDelivered, bootstrap, marker_path, record_bootstrap};
@@ -38,6 +39,8 @@ pub(crate) struct SourceTask {
     pub(crate) output: BatchSender,
     pub(crate) registry: Registry,
     pub(crate) stop_deadline: Duration,
+    /// Queries new to the file, each sent a snapshot of its own before the source streams.
+    pub(crate) late: Vec<LateQuery>,
 }
 
 impl SourceTask {
@@ -68,6 +71,7 @@ impl SourceTask {
                 }
             }
         } else {
+            self.snapshot_late_queries(&cancel).await?;
             let source = PostgresSource::new(self.config.clone(), self.output.clone())
                 .map_err(|error| RunError::source(&id, chain(&error)))?;
             (source, None)
@@ -92,6 +96,25 @@ impl SourceTask {
                 Err(RunError::source(&id, reason))
             }
         }
+    }
+
+    /// Sends each query new to the file its own snapshot, one after the other, before the
+    /// source streams (see `late`); a failure fails the source, whose consumers wait.
+    async fn snapshot_late_queries(&mut self, cancel: &CancellationToken) -> Result<(), RunError> {
+        let id = self.id();
+        for late in std::mem::take(&mut self.late) {
+            if let Err(error) =
+                snapshot_for_late_query(&self.config, &late, &self.registry, cancel).await
+            {
+                tracing::error!(source = %id, query = %late.query, %error, "the new query's snapshot failed");
+                self.registry
+                    .set(&late.query, State::Failed, Some(error.to_string()));
+                self.registry
+                    .set(&id, State::Failed, Some(error.to_string()));
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Starts the source, retrying until it starts or `cancel`: false if cancelled.
