@@ -14,6 +14,8 @@ use crate::metrics::QueryMetrics;
 use crate::plan::{self, Output, Plan};
 use crate::settle::Settler;
 
+mod refresh;
+
 /// The schema output rows are published under: result changes name the table `query.<id>`.
 pub const OUTPUT_SCHEMA: &str = "query";
 

@@ -17,6 +17,7 @@
 //! store; a failed store write fails the batch and the query.
 
 mod codec;
+mod refresh;
 mod store;
 
 use std::path::Path;
@@ -199,6 +200,18 @@ impl DurableQuery {
             // Nothing the query keeps changed: redelivered after a crash, it changes nothing.
             return Ok(outputs);
         }
+        self.commit(&touched, &stored, &acknowledged, outputs)
+    }
+
+    /// Makes durable what the query keeps that changed, its progress, the result batches to
+    /// log and the acknowledgements; returns `outputs`, or fails them and the query.
+    fn commit(
+        &mut self,
+        touched: &[crate::engine::Touched],
+        stored: &[StoredBatch],
+        acknowledged: &[u64],
+        outputs: Vec<Batch>,
+    ) -> Result<Vec<Batch>, DurableError> {
         let progress = Progress {
             next_sequence: self.query.next_sequence(),
             inputs: self
@@ -209,10 +222,10 @@ impl DurableQuery {
                 .collect(),
         };
         let commit = Commit {
-            touched: &touched,
+            touched,
             progress,
-            outputs: &stored,
-            acknowledged: &acknowledged,
+            outputs: stored,
+            acknowledged,
         };
         if let Err(error) = self.store.commit(&commit) {
             tracing::error!(query = %self.query.id(),
