@@ -5,6 +5,7 @@
 use serde_json::Value;
 use surefoot_core_model::TableRef;
 use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::error::SqlState;
 
 use super::connection::SnapshotConnection;
 use crate::error::{BootstrapError, Step, bounded};
@@ -32,7 +33,15 @@ pub(crate) async fn estimated_rows(
             connection.client().simple_query(sql.as_str()),
         )
         .await?
-        .map_err(|source| BootstrapError::query("estimate rows", source))?;
+        .map_err(|source| {
+            if source.code() == Some(&SqlState::UNDEFINED_TABLE) {
+                BootstrapError::NoSuchTable {
+                    table: table.to_string(),
+                }
+            } else {
+                BootstrapError::query("estimate rows", source)
+            }
+        })?;
         let plan = messages.iter().find_map(|message| match message {
             SimpleQueryMessage::Row(row) => row.get(0),
             _ => None,
