@@ -10,6 +10,7 @@ pub mod redis_stream;
 pub mod runtime;
 pub mod upstream;
 
+#[cfg(feature = "redis")]
 pub use dead_letter::RedisDeadLetters;
 pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, FileDeadLetters};
 pub use metrics::{MetricsSnapshot, QueueMetrics};
