@@ -281,6 +281,7 @@ async fn openapi_matches_the_routes(api: &str) {
         "GET /health/live",
         "GET /health/ready",
         "GET /metrics",
+        "POST /api/v1/dead-letters/replay",
         "POST /api/v1/queries/{id}/pause",
         "POST /api/v1/queries/{id}/resume",
         "POST /api/v1/reactions/{id}/pause",
@@ -440,6 +441,131 @@ fn assert_no_secrets(text: &str, what: &str) {
     for secret in [TOKEN, TARGET_PASSWORD, HOOK_TOKEN] {
         assert!(!text.contains(secret), "a secret appears in {what}");
     }
+}
+
+/// Changes the target refused (a CHECK constraint) are dead-lettered; once the constraint is
+/// gone, a replay sends the current rows of their keys and the target ends equal to the SQL's
+/// answer, the dead letters removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_replayed_once_the_cause_is_fixed_leave_the_target_exact() {
+    let source = PgServer::new().await.unwrap();
+    let target = PgServer::new().await.unwrap();
+    let (admin, copy) = prepare(&source, &target).await;
+    let state = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let config_path = state.path().join("surefoot.yaml");
+    std::fs::write(
+        &config_path,
+        config(&source, &target, &state.path().join("state"), api_port),
+    )
+    .unwrap();
+    let child = start(&config_path);
+    wait_until_ready(&api, true).await;
+    wait_until_equal(&admin, &target).await;
+    copy.batch_execute(
+        "ALTER TABLE query.totals ADD CONSTRAINT no_r3 CHECK (region <> 'r3') NOT VALID",
+    )
+    .await
+    .unwrap();
+    load(&admin, 0, 60).await;
+    // Every consumer delivered (or dead-lettered) all of it once the slot is confirmed there.
+    let end: String = admin
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let confirmed: bool = admin
+            .query_one(
+                "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
+                 WHERE slot_name = 'surefoot_shop'",
+                &[&end],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if confirmed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot never reached the load's end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, letters) = get(
+        &format!("{api}/api/v1/dead-letters?reaction=totals-mirror"),
+        Some(TOKEN),
+    )
+    .await;
+    let letters: Vec<serde_json::Value> = serde_json::from_str(&letters).unwrap();
+    assert!(!letters.is_empty(), "nothing was dead-lettered");
+    let before = except_both_ways(
+        admin.client(),
+        &target.connection_string("target"),
+        "query.totals",
+        TOTAL_COLUMNS,
+        TOTAL_TYPES,
+    )
+    .await
+    .unwrap();
+    assert!(
+        !before.is_equal(),
+        "the dead letters left the target as it should be"
+    );
+
+    copy.batch_execute("ALTER TABLE query.totals DROP CONSTRAINT no_r3")
+        .await
+        .unwrap();
+    let replay = format!("{api}/api/v1/dead-letters/replay");
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        &replay,
+        Some(r#"{"reaction": "nothing"}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        &replay,
+        Some(r#"{"reaction": "tables-mirror"}"#),
+    )
+    .await;
+    assert_eq!(
+        status, 422,
+        "a source's mirror has no query to replay from: {answer}"
+    );
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        &replay,
+        Some(r#"{"reaction": "totals-mirror"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let replayed: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        replayed["dead_letters"].as_u64(),
+        Some(letters.len() as u64),
+        "{answer}"
+    );
+    assert_eq!(replayed["applied"], true, "{answer}");
+    assert_eq!(replayed["dead_lettered_again"], 0, "{answer}");
+    wait_until_equal(&admin, &target).await;
+    let (_, left) = get(
+        &format!("{api}/api/v1/dead-letters?reaction=totals-mirror"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(left.trim(), "[]", "replayed dead letters are removed");
+    let applied =
+        surefoot_pipeline_tests::applied::applied(copy.client(), "totals-mirror", "totals")
+            .await
+            .unwrap();
+    assert_eq!(applied.overlapping, 0, "result diffs applied twice");
+    let (status, output) = terminate(child, Duration::from_secs(60)).await;
+    assert!(status.success(), "{output}");
 }
 
 const LATE_SQL: &str = "SELECT o.id, o.amount FROM orders o WHERE o.amount > 50";

@@ -1,5 +1,6 @@
 //! The writers' dead letters: changes a target refused for good (a constraint, a rule),
-//! recorded with the reason instead of stopping the pipeline.
+//! recorded with the reason instead of stopping the pipeline; and their replay, which sends
+//! the current rows of their keys again once the cause is fixed.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -61,4 +62,41 @@ pub(super) async fn dead_letters(
 fn unavailable(reaction: &str, reason: &str) -> Response {
     let body = serde_json::json!({ "problems": [format!("reaction {reaction}: {reason}")] });
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// What to replay.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReplayRequest {
+    /// The PostgreSQL reaction (writer) whose dead letters are replayed; it must read a query.
+    reaction: String,
+    /// The dead letters' ids; all of the reaction's when absent.
+    ids: Option<Vec<i64>>,
+}
+
+#[utoipa::path(post, path = "/api/v1/dead-letters/replay", tag = "reactions", request_body(content = ReplayRequest, description = "JSON or YAML: `reaction`, and `ids` (all when absent)"), responses((status = 200, description = "Replayed: the current rows of the dead-lettered keys were applied and the dead letters removed; `dead_lettered_again` counts those refused again"), (status = 202, description = "Sent, but not applied within the deadline: the dead letters are kept"), (status = 404, description = "No such reaction"), (status = 422, description = "Not a PostgreSQL writer reading a query"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn replay(State(state): State<ApiState>, body: String) -> Response {
+    let request: ReplayRequest = match serde_norway::from_str(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            let problem = format!("not a replay request (`reaction`, `ids`): {error}");
+            let body = serde_json::json!({ "problems": [problem] });
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+        }
+    };
+    match state
+        .manager
+        .replay_dead_letters(&request.reaction, request.ids)
+        .await
+    {
+        Ok(replayed) => {
+            let status = if replayed.applied {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            (status, Json(replayed)).into_response()
+        }
+        Err(refusal) => super::components::refused(refusal),
+    }
 }

@@ -106,6 +106,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(reactions::resume))
         .routes(routes!(reactions::start))
         .routes(routes!(dead_letters::dead_letters))
+        .routes(routes!(dead_letters::replay))
         .routes(routes!(queries::results))
         .routes(routes!(queries::pause))
         .routes(routes!(queries::resume))

@@ -18,6 +18,7 @@ use surefoot_source_postgres::PostgresSourceConfig;
 use tokio::sync::{mpsc, oneshot};
 
 mod reactions;
+mod replay;
 
 use super::added::run_added;
 use super::error::chain;

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use surefoot_core_lifecycle::CancellationToken;
-use surefoot_core_model::{Batch, BatchReceiver, BatchSender};
+use surefoot_core_model::{Batch, BatchReceiver, BatchSender, Row};
 use surefoot_query::DurableQuery;
 use tokio::sync::{mpsc, oneshot};
 
-use super::join::{join, receivers, snapshot};
+use super::join::{join, receivers, sequence_of, snapshot};
 use super::reaction::{Launcher, ReactionEnded, ReactionSpec};
 use super::{Command, Ended};
 use crate::run::error::{RunError, chain};
@@ -86,6 +86,11 @@ impl Evaluation<'_> {
                         return self.reaction_failed(closed()).await;
                     }
                 }
+                Event::Command(Some(Command::Refresh(rows, reply))) => {
+                    if !self.refresh(rows, reply).await {
+                        return self.reaction_failed(closed()).await;
+                    }
+                }
                 Event::Command(Some(command)) => self.command(command),
                 Event::Batch(None) => {
                     self.outputs.clear();
@@ -122,6 +127,48 @@ impl Evaluation<'_> {
             }
             None => false,
         }
+    }
+
+    /// Sends the current result of the keys of `rows` again to every reaction; false if an
+    /// output closed.
+    async fn refresh(
+        &mut self,
+        rows: Vec<Row>,
+        reply: oneshot::Sender<Result<Option<u64>, String>>,
+    ) -> bool {
+        let Some(query) = self.query.as_deref_mut() else {
+            let _unasked = reply.send(Err(
+                "a source's own reactions have no query to refresh from".to_owned(),
+            ));
+            return true;
+        };
+        let keys: Vec<Row> = rows
+            .iter()
+            .filter_map(|row| query.query().key_of(row))
+            .collect();
+        let id = query.query().id().to_string();
+        let refreshed = tokio::task::block_in_place(|| query.refresh(&keys));
+        let batch = match refreshed {
+            Ok(Some(batch)) => batch,
+            Ok(None) => {
+                let _unasked = reply.send(Ok(None));
+                return true;
+            }
+            Err(error) => {
+                let reason = chain(&error);
+                self.launcher
+                    .registry
+                    .set(&id, State::Failed, Some(reason.clone()));
+                let _unasked = reply.send(Err(reason));
+                return true;
+            }
+        };
+        let last = sequence_of(batch.last);
+        tracing::info!(query = %id, keys = keys.len(), sequence = last, "current rows of dead-lettered keys sent again");
+        let sent = send_all(batch, &self.outputs, self.joined).await;
+        // The asker may have given up waiting; the batch is sent all the same.
+        let _unasked = reply.send(Ok(Some(last)));
+        sent
     }
 
     /// Launches a reaction added through the API and joins it; false if an output closed.
@@ -206,6 +253,10 @@ impl Evaluation<'_> {
                     .map(|q| q.query().result())
                     .unwrap_or_default();
                 let _unasked = reply.send(rows);
+            }
+            Command::Refresh(_, reply) => {
+                // Carried out by `refresh`: it needs to wait.
+                let _unasked = reply.send(Err("not refreshed".to_owned()));
             }
             Command::AddReaction(spec, reply) => {
                 // Carried out by `add_reaction`: it needs to wait.

@@ -48,6 +48,9 @@ pub(crate) enum Command {
     Resume(oneshot::Sender<()>),
     /// Remove a reaction: its input closes, it drains and its task ends; then reply.
     RemoveReaction(String, oneshot::Sender<()>),
+    /// Send the current result of the keys of these rows again (see `DurableQuery::refresh`);
+    /// reply with the batch's last sequence, `None` when no row had the query's key.
+    Refresh(Vec<Row>, oneshot::Sender<Result<Option<u64>, String>>),
     /// Add a reaction, which joins with a snapshot of the result; then reply.
     AddReaction(Box<ReactionSpec>, oneshot::Sender<Result<(), String>>),
 }
