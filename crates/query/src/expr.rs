@@ -187,7 +187,11 @@ impl Expr {
                 }
                 ops::or(left, ops::truth(&right.eval(ctx)?)?)
             }
-            Expr::Binary(op, left, right) => ops::binary(*op, &left.eval(ctx)?, &right.eval(ctx)?)?,
+            Expr::Binary(op, left, right) => match (left.in_place(ctx), right.in_place(ctx)) {
+                // Columns and literals are read where they are, not copied out.
+                (Some(a), Some(b)) => ops::binary(*op, a, b)?,
+                _ => ops::binary(*op, &left.eval(ctx)?, &right.eval(ctx)?)?,
+            },
             Expr::Not(inner) => match ops::truth(&inner.eval(ctx)?)? {
                 Some(b) => Datum::Bool(!b),
                 None => Datum::Null,
@@ -251,6 +255,18 @@ impl Expr {
 }
 
 impl Expr {
+    /// The value of a column, group key, aggregate or literal, borrowed; `None` for an
+    /// expression that computes its value.
+    fn in_place<'a>(&'a self, ctx: &'a dyn Context) -> Option<&'a Datum> {
+        match self {
+            Expr::Column { table, column } => Some(ctx.column(*table, *column)),
+            Expr::GroupKey(index) => Some(ctx.group_key(*index)),
+            Expr::Aggregate(index) => Some(ctx.aggregate(*index)),
+            Expr::Literal(datum) => Some(datum),
+            _ => None,
+        }
+    }
+
     /// The direct sub-expressions, mutably.
     pub(crate) fn children_mut(&mut self) -> Vec<&mut Expr> {
         match self {

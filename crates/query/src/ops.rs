@@ -60,7 +60,11 @@ pub(crate) fn binary(op: BinaryOp, a: &Datum, b: &Datum) -> Result<Datum, EvalEr
     if a.is_null() || b.is_null() {
         return Ok(Datum::Null);
     }
-    let ordering = |test: fn(Ordering) -> bool| compare(a, b).map(|o| Datum::Bool(test(o)));
+    let ordering = |test: fn(Ordering) -> bool| match (a, b) {
+        // The common case, without the kind checks of `compare`.
+        (Datum::Int(x), Datum::Int(y)) => Ok(Datum::Bool(test(x.cmp(y)))),
+        _ => compare(a, b).map(|o| Datum::Bool(test(o))),
+    };
     match op {
         BinaryOp::Eq => ordering(Ordering::is_eq),
         BinaryOp::NotEq => ordering(Ordering::is_ne),

@@ -209,14 +209,15 @@ impl ContinuousQuery {
             return Ok(None);
         }
         let first = Position::Sequence(self.next_sequence);
-        let changes: Vec<Change> = diffs.into_iter().map(|diff| self.change(diff)).collect();
+        // Collected straight into the shared slice: one allocation, no copy out of a Vec.
+        let changes: Arc<[Change]> = diffs.into_iter().map(|diff| self.change(diff)).collect();
         let last = Position::Sequence(self.next_sequence - 1);
         Ok(Some(Batch {
             source: self.id.clone(),
             first,
             last,
             commit_time: batch.commit_time,
-            changes: changes.into(),
+            changes,
             ack: self.settler.output(batch.ack),
         }))
     }

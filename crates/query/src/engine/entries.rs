@@ -78,10 +78,28 @@ impl Entries {
     }
 
     /// The rows and their weights.
-    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = (&Tuple, i64)> + '_> {
+    pub(crate) fn iter(&self) -> EntriesIter<'_> {
         match self {
-            Entries::Few(few) => Box::new(few.iter().map(|(row, weight)| (row, *weight))),
-            Entries::Many(many) => Box::new(many.iter().map(|(row, weight)| (row, *weight))),
+            Entries::Few(few) => EntriesIter::Few(few.iter()),
+            Entries::Many(many) => EntriesIter::Many(many.iter()),
+        }
+    }
+}
+
+/// The rows of [`Entries`] with their weights; an enum, not a boxed iterator, since it is made
+/// per joined delta.
+pub(crate) enum EntriesIter<'a> {
+    Few(std::slice::Iter<'a, (Tuple, i64)>),
+    Many(std::collections::hash_map::Iter<'a, Tuple, i64>),
+}
+
+impl<'a> Iterator for EntriesIter<'a> {
+    type Item = (&'a Tuple, i64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            EntriesIter::Few(few) => few.next().map(|(row, weight)| (row, *weight)),
+            EntriesIter::Many(many) => many.next().map(|(row, weight)| (row, *weight)),
         }
     }
 }

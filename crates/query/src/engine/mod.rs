@@ -255,30 +255,35 @@ impl JoinSink for ResultSink<'_> {
         }
         match &self.plan.output {
             Output::Project { columns } => {
-                let row = columns
-                    .iter()
-                    .map(|c| c.expr.eval(&wide))
-                    .collect::<Result<Tuple, _>>()?;
+                let row = eval_all(columns.iter().map(|c| &c.expr), &wide)?;
                 self.results.add_row(&wide, row, weight);
                 Ok(())
             }
             Output::Group {
                 keys, aggregates, ..
             } => {
-                let key = keys
-                    .iter()
-                    .map(|k| k.eval(&wide))
-                    .collect::<Result<Tuple, _>>()?;
-                let args = aggregates
-                    .iter()
-                    .map(|a| {
-                        a.arg
-                            .as_ref()
-                            .map_or(Ok(Datum::Null), |e: &Expr| e.eval(&wide))
-                    })
-                    .collect::<Result<Tuple, _>>()?;
+                let key = eval_all(keys.iter(), &wide)?;
+                let mut args = Tuple::with_capacity(aggregates.len());
+                for aggregate in aggregates {
+                    args.push(match &aggregate.arg {
+                        Some(arg) => arg.eval(&wide)?,
+                        None => Datum::Null,
+                    });
+                }
                 self.results.add_to_group(key, aggregates, &args, weight)
             }
         }
     }
+}
+
+/// The values of `exprs`, in order.
+fn eval_all<'e>(
+    exprs: impl ExactSizeIterator<Item = &'e Expr>,
+    wide: &Wide<'_>,
+) -> Result<Tuple, EvalError> {
+    let mut values = Tuple::with_capacity(exprs.len());
+    for expr in exprs {
+        values.push(expr.eval(wide)?);
+    }
+    Ok(values)
 }

@@ -27,6 +27,9 @@ pub(crate) struct Projected {
     current: Map<Tuple, Slot>,
     /// The keys the batch touched, in order, with their rows.
     work: Vec<(Tuple, Rows)>,
+    /// The index in `work` of the key last added to: an update's retraction and addition
+    /// usually share a key, and the second finds it without a lookup.
+    last: Option<usize>,
 }
 
 impl Projected {
@@ -44,28 +47,12 @@ impl Projected {
 
     /// Adds `weight` of `row` under `key`.
     pub(crate) fn add(&mut self, key: Tuple, row: Tuple, weight: i64) {
-        let work = &mut self.work;
-        let mut touch = |key: &Tuple| {
-            work.push((key.clone(), Rows::new()));
-            work.len()
+        let index = match self.last {
+            Some(last) if self.work[last].0 == key => last,
+            _ => self.touch(key),
         };
-        let index = match self.current.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut entry) => {
-                if entry.get().work == 0 {
-                    entry.get_mut().work = touch(entry.key());
-                }
-                entry.get().work
-            }
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let index = touch(entry.key());
-                entry.insert(Slot {
-                    row: None,
-                    work: index,
-                });
-                index
-            }
-        };
-        let rows = &mut self.work[index - 1].1;
+        self.last = Some(index);
+        let rows = &mut self.work[index].1;
         match rows.iter().position(|(held, _)| *held == row) {
             Some(place) => {
                 rows[place].1 += weight;
@@ -77,9 +64,36 @@ impl Projected {
         }
     }
 
+    /// The index in `work` of `key`'s rows, made on its first touch in the batch.
+    fn touch(&mut self, key: Tuple) -> usize {
+        let work = &mut self.work;
+        let mut start = |key: &Tuple| {
+            work.push((key.clone(), Rows::new()));
+            work.len()
+        };
+        let index = match self.current.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => {
+                if entry.get().work == 0 {
+                    entry.get_mut().work = start(entry.key());
+                }
+                entry.get().work
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let index = start(entry.key());
+                entry.insert(Slot {
+                    row: None,
+                    work: index,
+                });
+                index
+            }
+        };
+        index - 1
+    }
+
     /// Ends the batch: appends one diff per touched key whose row changed.
     pub(crate) fn finish(&mut self, diffs: &mut Vec<Diff>) -> Result<(), EvalError> {
         let mut outcome = Ok(());
+        self.last = None;
         for (key, rows) in self.work.drain(..) {
             let Some(slot) = self.current.get_mut(&key) else {
                 continue;

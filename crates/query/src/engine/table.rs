@@ -175,19 +175,23 @@ impl TableInput {
             };
             self.columns.fill(after, &mut new, &held.tuple);
         }
-        let old_key = old_key.unwrap_or_else(|| Tuple::from(&new[..key_len]));
-        self.touch(&old_key);
-        if new[..key_len] == old_key[..] {
-            // The common case: the key stays; the row replaces the held one.
-            let Some(held) = self.rows.replace(KeptRow::new(new.clone(), key_len)) else {
-                return Err(self.missing("update", &old_key));
-            };
-            if held.tuple != new {
-                out.push((held.tuple, -1));
-                out.push((new, 1));
+        let old_key = match old_key {
+            Some(old_key) if old_key[..] != new[..key_len] => old_key,
+            _ => {
+                // The common case: the key stays; the row replaces the held one.
+                self.touch(&new[..key_len]);
+                let kept = KeptRow::new(new.clone(), key_len);
+                let Some(held) = self.rows.replace(kept) else {
+                    return Err(self.missing("update", &new[..key_len]));
+                };
+                if held.tuple != new {
+                    out.push((held.tuple, -1));
+                    out.push((new, 1));
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
+        };
+        self.touch(&old_key);
         self.touch(&new[..key_len]);
         let Some(old) = self.rows.take(&old_key[..]) else {
             return Err(self.missing("update", &old_key));
