@@ -288,6 +288,7 @@ async fn openapi_matches_the_routes(api: &str) {
         "POST /api/v1/reactions/{id}/resume",
         "POST /api/v1/reactions/{id}/start",
         "POST /api/v1/reactions/{id}/stop",
+        "POST /api/v1/sources/{id}/snapshot",
         "POST /api/v1/sources/{id}/start",
         "POST /api/v1/sources/{id}/stop",
         "PUT /api/v1/queries/{id}",
@@ -564,6 +565,76 @@ async fn dead_letters_replayed_once_the_cause_is_fixed_leave_the_target_exact() 
             .await
             .unwrap();
     assert_eq!(applied.overlapping, 0, "result diffs applied twice");
+    let (status, output) = terminate(child, Duration::from_secs(60)).await;
+    assert!(status.success(), "{output}");
+}
+
+/// A target that drifted (rows deleted and added behind the pipeline's back) is repaired by a
+/// snapshot on demand taken while a writer keeps writing: every consumer ends equal to the
+/// source, the query's result diffs each applied once, and the stream goes on after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_on_demand_repairs_a_drifted_target_under_writes() {
+    let source = PgServer::new().await.unwrap();
+    let target = PgServer::new().await.unwrap();
+    let (admin, copy) = prepare(&source, &target).await;
+    let state = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let config_path = state.path().join("surefoot.yaml");
+    std::fs::write(
+        &config_path,
+        config(&source, &target, &state.path().join("state"), api_port),
+    )
+    .unwrap();
+    let child = start(&config_path);
+    wait_until_ready(&api, true).await;
+    wait_until_equal(&admin, &target).await;
+    copy.batch_execute(
+        "DELETE FROM orders WHERE id % 10 = 0; INSERT INTO orders VALUES (999999, 1, 1); \
+         UPDATE customers SET region = 'drifted' WHERE id % 7 = 0;",
+    )
+    .await
+    .unwrap();
+    let drifted = except_both_ways(
+        admin.client(),
+        &target.connection_string("target"),
+        "orders",
+        "id, customer, amount",
+        "id int, customer int, amount int",
+    )
+    .await
+    .unwrap();
+    assert!(!drifted.is_equal());
+
+    let snapshot = format!("{api}/api/v1/sources/shop/snapshot");
+    let unknown = format!("{api}/api/v1/sources/nope/snapshot");
+    let (status, answer) = send(reqwest::Method::POST, &unknown, None).await;
+    assert_eq!(status, 404, "{answer}");
+    let writer = source.connect("postgres").await.unwrap();
+    let (status, answer) = tokio::join!(
+        send(reqwest::Method::POST, &snapshot, None),
+        load(&writer, 700, 100)
+    )
+    .0;
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert!(answer["rows"].as_u64().unwrap() > 19_000, "{answer}");
+    load(&writer, 800, 50).await;
+    wait_until_equal(&admin, &target).await;
+    let applied =
+        surefoot_pipeline_tests::applied::applied(copy.client(), "totals-mirror", "totals")
+            .await
+            .unwrap();
+    assert_eq!(applied.overlapping, 0, "result diffs applied twice");
+    let slots: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'surefoot_tmp%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 0, "the snapshot's temporary slot is left");
     let (status, output) = terminate(child, Duration::from_secs(60)).await;
     assert!(status.success(), "{output}");
 }

@@ -113,3 +113,19 @@ pub(super) async fn start_source(
         Err(refusal) => refused(refusal),
     }
 }
+
+#[utoipa::path(post, path = "/api/v1/sources/{id}/snapshot", tag = "sources", params(("id" = String, Path, description = "The PostgreSQL source")), responses((status = 200, description = "Every table of the source copied again to every consumer (their copies were emptied, then filled); the source streams on after the snapshot"), (status = 202, description = "Under way: it goes on"), (status = 404, description = "No such PostgreSQL source"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn snapshot_source(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.manager.snapshot_source(&id).await {
+        Ok(Some(rows)) => Json(serde_json::json!({ "id": id, "rows": rows })).into_response(),
+        Ok(None) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "id": id, "under_way": true })),
+        )
+            .into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}

@@ -91,6 +91,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(components::describe_source))
         .routes(routes!(components::stop_source))
         .routes(routes!(components::start_source))
+        .routes(routes!(components::snapshot_source))
         .routes(routes!(
             components::describe_query,
             components::add_query,

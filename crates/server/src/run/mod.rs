@@ -15,6 +15,7 @@ mod metrics;
 mod plan;
 mod progress;
 mod registry;
+mod resnapshot;
 mod segment;
 mod snapshot;
 mod source;

@@ -209,6 +209,10 @@ pub(crate) async fn plan(
             registry: registry.clone(),
             stop_deadline,
             late: late_queries.remove(&pg.id).unwrap_or_default(),
+            tables: tables
+                .get(&pg.id)
+                .map(|schemas| schemas.iter().map(|schema| schema.table.clone()).collect())
+                .unwrap_or_default(),
         });
     }
     let mut http_sources = Vec::new();

@@ -145,7 +145,7 @@ impl SnapshotDelivered {
 }
 
 /// `batch` with a token that also counts its settlement in `tally`.
-fn counted(mut batch: Batch, tally: &Arc<watch::Sender<Tally>>) -> Batch {
+pub(crate) fn counted(mut batch: Batch, tally: &Arc<watch::Sender<Tally>>) -> Batch {
     tally.send_modify(|t| t.unsettled += 1);
     let original = std::mem::replace(&mut batch.ack, AckToken::detached());
     let tally = Arc::clone(tally);

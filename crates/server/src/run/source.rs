@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use surefoot_core_lifecycle::{CancellationToken, Status};
-use surefoot_core_model::{BatchSender, Source};
+use surefoot_core_model::{BatchSender, Source, TableRef};
 use surefoot_source_postgres::{PostgresSource, PostgresSourceConfig};
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,6 +13,7 @@ use super::error::{RunError, chain};
 use super::late::{LateQuery, snapshot_for_late_query};
 use super::progress::CatchUp;
 use super::registry::{Registry, State};
+use super::resnapshot::{advance_slot, resnapshot};
 use super::snapshot::{SnapshotDelivered, bootstrap, marker_path, record_bootstrap};
 
 /// How often a streaming source's pending work and progress are read.
@@ -27,6 +28,9 @@ pub(crate) enum SourceCommand {
     Stop(oneshot::Sender<Result<(), String>>),
     /// Stream again, then reply.
     Start(oneshot::Sender<Result<(), String>>),
+    /// Copy every table again to every consumer (see `resnapshot`), then reply with the rows
+    /// copied.
+    Snapshot(oneshot::Sender<Result<u64, String>>),
 }
 
 /// What a source task needs.
@@ -41,6 +45,8 @@ pub(crate) struct SourceTask {
     pub(crate) stop_deadline: Duration,
     /// Queries new to the file, each sent a snapshot of its own before the source streams.
     pub(crate) late: Vec<LateQuery>,
+    /// The source's tables, as discovered at start.
+    pub(crate) tables: Vec<TableRef>,
 }
 
 impl SourceTask {
@@ -117,6 +123,54 @@ impl SourceTask {
         Ok(())
     }
 
+    /// Stops the source, copies every table again to every consumer, advances the slot past
+    /// the snapshot and streams again (see `resnapshot`): the rows copied, and false if
+    /// cancelled.
+    async fn snapshot_again(
+        &mut self,
+        source: &PostgresSource,
+        cancel: &CancellationToken,
+    ) -> (Result<u64, String>, bool) {
+        let id = self.id();
+        if let Err(error) = source.stop(self.stop_deadline).await {
+            return (Err(chain(&error)), true);
+        }
+        tracing::info!(source = %id, "snapshot on demand: stopped streaming; copying");
+        self.registry.set(
+            &id,
+            State::Bootstrapping,
+            Some("snapshot on demand".to_owned()),
+        );
+        // Every table: the slot then moves past the snapshot, which must hold every change
+        // committed before it.
+        let taken = match resnapshot(
+            &self.config,
+            self.tables.clone(),
+            &self.output,
+            &self.registry,
+            cancel,
+        )
+        .await
+        {
+            Ok((point, rows)) => advance_slot(&self.config, point)
+                .await
+                .map(|()| (point, rows)),
+            Err(error) => Err(error),
+        };
+        let taken = match taken {
+            Ok((point, rows)) => {
+                tracing::info!(source = %id, rows, %point, "snapshot on demand delivered; the slot continues after it");
+                Ok(rows)
+            }
+            Err(error) => {
+                tracing::error!(source = %id, %error, "snapshot on demand failed; streaming again from the slot");
+                Err(error.to_string())
+            }
+        };
+        let streams = self.start(source, cancel).await;
+        (taken, streams)
+    }
+
     /// Starts the source, retrying until it starts or `cancel`: false if cancelled.
     async fn start(&self, source: &PostgresSource, cancel: &CancellationToken) -> bool {
         let id = self.id();
@@ -148,12 +202,19 @@ impl SourceTask {
         cancel: &CancellationToken,
     ) -> bool {
         let id = self.id();
-        let SourceCommand::Stop(reply) = command else {
-            if let SourceCommand::Start(reply) = command {
+        let reply = match command {
+            SourceCommand::Stop(reply) => reply,
+            SourceCommand::Start(reply) => {
                 // The asker may have gone; the source streams already.
                 let _unasked = reply.send(Ok(()));
+                return true;
             }
-            return true;
+            SourceCommand::Snapshot(reply) => {
+                let (taken, streams) = self.snapshot_again(source, cancel).await;
+                // The asker may have gone; the snapshot is taken all the same.
+                let _unasked = reply.send(taken);
+                return streams;
+            }
         };
         let stopped = source.stop(self.stop_deadline).await.map_err(|e| chain(&e));
         let ok = stopped.is_ok();
@@ -178,6 +239,10 @@ impl SourceTask {
                     }
                     Some(SourceCommand::Stop(reply)) => {
                         let _unasked = reply.send(Ok(()));
+                    }
+                    Some(SourceCommand::Snapshot(reply)) => {
+                        let refused = "the source is stopped: start it, then take the snapshot";
+                        let _unasked = reply.send(Err(refused.to_owned()));
                     }
                     None => {
                         cancel.cancelled().await;
