@@ -271,6 +271,7 @@ async fn openapi_matches_the_routes(api: &str) {
     let expected = [
         "DELETE /api/v1/queries/{id}",
         "DELETE /api/v1/reactions/{id}",
+        "DELETE /api/v1/sources/{id}",
         "GET /api/v1/components",
         "GET /api/v1/dead-letters",
         "GET /api/v1/queries/{id}",
@@ -293,6 +294,7 @@ async fn openapi_matches_the_routes(api: &str) {
         "POST /api/v1/sources/{id}/stop",
         "PUT /api/v1/queries/{id}",
         "PUT /api/v1/reactions/{id}",
+        "PUT /api/v1/sources/{id}",
     ];
     assert_eq!(operations, expected, "the documented operations");
     for operation in &operations {
@@ -1060,6 +1062,106 @@ async fn reaction_added_to_a_running_query_gets_its_result_then_its_changes(
     wait_for_no_task(api, "reaction-totals-copy").await;
 }
 
+/// A source PUT at runtime (another database) is read by a query PUT after it; the source
+/// cannot be removed while the query reads it, and can once the query is gone.
+async fn source_added_at_runtime_is_read_by_a_query_added_at_runtime(
+    api: &str,
+    source: &PgServer,
+    copy: &PgClient,
+    url: &str,
+) {
+    source.create_database("other").await.unwrap();
+    let other = source.connect("other").await.unwrap();
+    other
+        .batch_execute(
+            "CREATE TABLE things (id int PRIMARY KEY, name text NOT NULL);
+             INSERT INTO things SELECT g, 'n' || g FROM generate_series(1, 500) g;",
+        )
+        .await
+        .unwrap();
+    copy.batch_execute(
+        "CREATE TABLE query.named (id int, name text, \"_key.t.id\" int PRIMARY KEY)",
+    )
+    .await
+    .unwrap();
+    let body = format!(
+        "kind: postgres\nhost: {}\nport: {}\nuser: {}\ndatabase: other\ntables: [things]\n",
+        source.host(),
+        source.port(),
+        source.user()
+    );
+    let added = format!("{api}/api/v1/sources/other");
+    let (status, answer) = send(reqwest::Method::PUT, &added, Some(&body)).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, _) = send(reqwest::Method::PUT, &added, Some(&body)).await;
+    assert_eq!(status, 409, "a second PUT of the same id");
+    let (status, answer) = send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/sources/broken"),
+        Some("kind: postgres\nport: nine\n"),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let query = format!(
+        "sql: \"SELECT t.id, t.name FROM things t WHERE t.id % 2 = 0\"\nsources: [other]\nreactions:\n  - kind: postgres\n    id: named-mirror\n    from: named\n    url: {url}\n"
+    );
+    let (status, answer) = send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/queries/named"),
+        Some(&query),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    other
+        .batch_execute("INSERT INTO things SELECT g, 'm' || g FROM generate_series(501, 600) g; DELETE FROM things WHERE id < 50;")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let held: i64 = copy
+            .query_one("SELECT count(*) FROM query.named", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let wrong: i64 = copy
+            .query_one(
+                "SELECT count(*) FROM query.named WHERE id % 2 <> 0 OR id < 50 OR id > 600",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if held == 276 && wrong == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the added source's query never matched: {held} rows, {wrong} wrong"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (status, answer) = send(reqwest::Method::DELETE, &added, None).await;
+    assert_eq!(status, 409, "removed while a query reads it: {answer}");
+    let (status, _) = send(
+        reqwest::Method::DELETE,
+        &format!("{api}/api/v1/queries/named"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, answer) = send(reqwest::Method::DELETE, &added, None).await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, _) = get(&added, Some(TOKEN)).await;
+    assert_eq!(status, 404);
+    let (status, answer) = send(
+        reqwest::Method::DELETE,
+        &format!("{api}/api/v1/sources/shop"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "a source of the file: {answer}");
+}
+
 /// The rows of `table` (the totals' columns) as text, sorted.
 async fn rows_as_text(client: &PgClient, table: &str) -> Vec<String> {
     let query = format!("SELECT ({TOTAL_COLUMNS})::text FROM {table}");
@@ -1269,6 +1371,8 @@ async fn a_query_added_at_runtime_bootstraps_and_streams_and_removed_components_
         &api, &admin, &copy, &target, &url,
     )
     .await;
+
+    source_added_at_runtime_is_read_by_a_query_added_at_runtime(&api, &source, &copy, &url).await;
 
     // Removed: the reaction's task ends, then the query's and its temporary slot's.
     let (status, _) = send(

@@ -129,3 +129,26 @@ pub(super) async fn snapshot_source(
         Err(refusal) => refused(refusal),
     }
 }
+
+#[utoipa::path(put, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "The source")), request_body(content = String, description = "YAML or JSON, a PostgreSQL source as in the file's `sources`", content_type = "application/yaml"), responses((status = 201, description = "Added: its tables were read; queries added at runtime read it, each from a slot of its own"), (status = 409, description = "The id is taken"), (status = 422, description = "Every problem, with its path, or its server could not be read"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn add_source(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
+    match state.manager.add_source(&id, &body).await {
+        Ok(()) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path, description = "The source")), responses((status = 202, description = "Removed"), (status = 404, description = "No such source"), (status = 409, description = "In the file, or read by a query"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn remove_source(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.manager.remove_source(&id) {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(refusal) => refused(refusal),
+    }
+}

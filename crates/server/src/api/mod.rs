@@ -88,7 +88,11 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
     let (protected, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(components::components))
         .routes(routes!(components::tasks))
-        .routes(routes!(components::describe_source))
+        .routes(routes!(
+            components::describe_source,
+            components::add_source,
+            components::remove_source
+        ))
         .routes(routes!(components::stop_source))
         .routes(routes!(components::start_source))
         .routes(routes!(components::snapshot_source))

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod reactions;
 mod replay;
+mod sources;
 
 use super::added::run_added;
 use super::error::chain;
@@ -67,6 +68,8 @@ struct Managed {
     fan_outs: BTreeMap<String, mpsc::Sender<FanOutCommand>>,
     queries: BTreeMap<String, QueryEntry>,
     reactions: BTreeMap<String, ReactionConfig>,
+    /// PostgreSQL sources added through the API: their settings, tables and configuration.
+    sources: BTreeMap<String, sources::RuntimeSource>,
 }
 
 /// The running pipeline's components, for the API.
@@ -130,6 +133,7 @@ impl Manager {
                 .iter()
                 .map(|r| (r.id().to_owned(), r.clone()))
                 .collect(),
+            sources: BTreeMap::new(),
         };
         Self {
             inner: Arc::new(Inner {
@@ -230,22 +234,27 @@ impl Manager {
             .into_iter()
             .find(|view| view.id == id);
         let settings = match kind {
-            "sources" => self
-                .inner
-                .config
-                .sources
-                .iter()
-                .find(|s| s.id() == id)
-                .map(|s| match s {
-                    SourceConfig::Postgres(pg) => json!({ "kind": "postgres", "id": pg.id,
+            "sources" => {
+                let runtime = self.managed().sources.get(id).map(|s| s.config.clone());
+                let file = self
+                    .inner
+                    .config
+                    .sources
+                    .iter()
+                    .find(|s| s.id() == id)
+                    .cloned();
+                file.or(runtime.map(SourceConfig::Postgres))
+                    .map(|s| match s {
+                        SourceConfig::Postgres(pg) => json!({ "kind": "postgres", "id": pg.id,
                         "host": pg.host, "port": pg.port, "user": pg.user,
                         "database": pg.database, "slot": pg.slot_name(),
                         "publication": pg.publication_name(), "tables": pg.tables,
                         "bootstrap": pg.bootstrap }),
-                    SourceConfig::Http(http) => json!({ "kind": "http", "id": http.id,
+                        SourceConfig::Http(http) => json!({ "kind": "http", "id": http.id,
                         "listen": http.listen.to_string(),
                         "tables": http.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>() }),
-                }),
+                    })
+            }
             "queries" => self.managed().queries.get(id).map(|q| {
                 json!({ "id": q.config.id, "sql": q.config.sql, "sources": q.config.sources,
                     "runtime": q.runtime.is_some() })
@@ -278,13 +287,14 @@ impl Manager {
         let Some(query) = mini.queries.first().cloned() else {
             return Err(Refusal::new(422, "the body holds no query"));
         };
+        let (tables, libraries) = self.sources();
         let read: Vec<String> = if query.sources.is_empty() {
-            self.inner.tables.keys().cloned().collect()
+            tables.keys().cloned().collect()
         } else {
             query.sources.clone()
         };
         let refs: Vec<&String> = read.iter().collect();
-        let catalog = catalog_of(&self.inner.tables, &refs);
+        let catalog = catalog_of(&tables, &refs);
         let state_path = runtime_dir(&self.inner.config.state_dir)
             .join("queries")
             .join(format!("{id}.redb"));
@@ -324,7 +334,7 @@ impl Manager {
             .spawn(format!("query-{id}"), |cancel| segment.run(cancel))
             .map_err(spawn_failed)?;
         for source in read {
-            let Some(library) = self.inner.libraries.get(&source).cloned() else {
+            let Some(library) = libraries.get(&source).cloned() else {
                 continue;
             };
             let (query, output, registry) =
@@ -360,6 +370,12 @@ impl Manager {
         let reactions = query
             .remove("reactions")
             .unwrap_or(Value::Sequence(Vec::new()));
+        // The sources are the running server's, not the document's: checked by `check_names`.
+        let sources: Vec<String> = match query.remove("sources") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(listed) => serde_norway::from_value(listed)
+                .map_err(|error| Refusal::new(422, format!("sources: {error}")))?,
+        };
         let mut document = Mapping::new();
         document.insert(
             "queries".into(),
@@ -371,36 +387,41 @@ impl Manager {
         document.insert("api".into(), Value::Mapping(api));
         let text = serde_norway::to_string(&Value::Mapping(document))
             .map_err(|error| Refusal::new(422, error.to_string()))?;
-        config::parse(&text, &|name| std::env::var(name).ok()).map_err(|problems| Refusal {
-            status: 422,
-            problems: problems
-                .list()
-                .iter()
-                .map(|problem| problem.to_string().replacen("queries[0].", "", 1))
-                .collect(),
-        })
+        let mut config =
+            config::parse(&text, &|name| std::env::var(name).ok()).map_err(|problems| Refusal {
+                status: 422,
+                problems: problems
+                    .list()
+                    .iter()
+                    .map(|problem| problem.to_string().replacen("queries[0].", "", 1))
+                    .collect(),
+            })?;
+        if let Some(query) = config.queries.first_mut() {
+            query.sources = sources;
+        }
+        Ok(config)
     }
 
     /// The new query's and reactions' ids are free, its sources exist, its reactions read it.
     fn check_names(&self, mini: &Config) -> Result<(), Refusal> {
         let mut problems = Vec::new();
+        let (tables, libraries) = self.sources();
         let managed = self.managed();
         for query in &mini.queries {
-            if managed.queries.contains_key(&query.id) || self.inner.tables.contains_key(&query.id)
-            {
+            if managed.queries.contains_key(&query.id) || tables.contains_key(&query.id) {
                 problems.push(format!("id: `{}` is taken", query.id));
             }
             for (n, source) in query.sources.iter().enumerate() {
-                if !self.inner.tables.contains_key(source) {
+                if !tables.contains_key(source) {
                     problems.push(format!("sources[{n}]: no source `{source}`"));
-                } else if !self.inner.libraries.contains_key(source) {
+                } else if !libraries.contains_key(source) {
                     problems.push(format!(
                         "sources[{n}]: `{source}` has no snapshot to bootstrap from (a query \
                          added at runtime reads PostgreSQL sources only)"
                     ));
                 }
             }
-            if query.sources.is_empty() && self.inner.libraries.len() != self.inner.tables.len() {
+            if query.sources.is_empty() && libraries.len() != tables.len() {
                 problems.push(
                     "sources: name them: a query added at runtime reads PostgreSQL sources only"
                         .to_owned(),

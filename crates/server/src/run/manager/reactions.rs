@@ -58,13 +58,14 @@ impl Manager {
         };
         let segment = segment
             .ok_or_else(|| Refusal::new(503, format!("query `{}` is not running", query.id)))?;
+        let (tables, _) = self.sources();
         let read: Vec<String> = if query.sources.is_empty() {
-            self.inner.tables.keys().cloned().collect()
+            tables.keys().cloned().collect()
         } else {
             query.sources.clone()
         };
         let refs: Vec<&String> = read.iter().collect();
-        let catalog = catalog_of(&self.inner.tables, &refs);
+        let catalog = catalog_of(&tables, &refs);
         let spec = query_reaction(&reaction, &query, &catalog)
             .map_err(|error| Refusal::new(422, chain(&error)))?;
         if let ReactionSpec::Postgres { config, .. } = &spec {
