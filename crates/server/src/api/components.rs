@@ -152,3 +152,19 @@ pub(super) async fn remove_source(
         Err(refusal) => refused(refusal),
     }
 }
+
+#[utoipa::path(post, path = "/api/v1/sources/{id}/pause", tag = "sources", params(("id" = String, Path, description = "The PostgreSQL source")), responses((status = 200, description = "Paused as stopped: a source has no paused state apart from stopped (intake ended, final watermark confirmed)"), (status = 404, description = "No such PostgreSQL source"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn pause_source(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    stop_source(State(state), Path(id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/sources/{id}/resume", tag = "sources", params(("id" = String, Path, description = "The PostgreSQL source")), responses((status = 200, description = "Streaming again from its slot, as after start"), (status = 404, description = "No such PostgreSQL source"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn resume_source(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    start_source(State(state), Path(id)).await
+}

@@ -95,6 +95,8 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(components::stop_source))
         .routes(routes!(components::start_source))
+        .routes(routes!(components::pause_source))
+        .routes(routes!(components::resume_source))
         .routes(routes!(components::snapshot_source))
         .routes(routes!(
             components::describe_query,
@@ -115,6 +117,8 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(queries::results))
         .routes(routes!(queries::pause))
         .routes(routes!(queries::resume))
+        .routes(routes!(queries::stop))
+        .routes(routes!(queries::start))
         .split_for_parts();
     let (public, public_document) = OpenApiRouter::new()
         .routes(routes!(health::live))

@@ -53,6 +53,16 @@ pub(super) async fn resume(State(state): State<ApiState>, Path(id): Path<String>
     command(&state, &id, Command::Resume).await
 }
 
+#[utoipa::path(post, path = "/api/v1/queries/{id}/stop", tag = "queries", params(("id" = String, Path, description = "The query")), responses((status = 200, description = "Stopped as paused: no further input is taken (its state stays, so a query has no stopped state apart from paused)"), (status = 404, description = "No such query"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn stop(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    command(&state, &id, Command::Pause).await
+}
+
+#[utoipa::path(post, path = "/api/v1/queries/{id}/start", tag = "queries", params(("id" = String, Path, description = "The query")), responses((status = 200, description = "Taking input again, as after resume"), (status = 404, description = "No such query"), (status = 401, description = "No valid bearer token")))]
+pub(super) async fn start(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    command(&state, &id, Command::Resume).await
+}
+
 /// Sends a command and answers once the segment carried it out: `200` then, so a caller that
 /// paused knows no further input is taken.
 async fn command(
