@@ -52,6 +52,58 @@ async fn postgres_sweep_skips_locked_rows_and_removes_them_later() {
     assert!(store.pool().is_closed());
 }
 
+/// A publish that waited for the room's lock while an earlier message committed still trims
+/// that message: the trim's snapshot is taken after the lock, not before the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_trim_sees_a_message_committed_while_the_publish_waited_for_the_room() {
+    let server = PgServer::new().await.unwrap();
+    let store = std::sync::Arc::new(common::postgres(&server, 1).await);
+    let room = surefoot_session_store::RoomId::new("r").unwrap();
+    store
+        .publish(&room, &serde_json::json!({ "n": 1 }))
+        .await
+        .unwrap();
+    // An earlier publisher, in flight: it holds the room and stores offset 2, uncommitted.
+    let mut earlier = store.pool().begin().await.unwrap();
+    sqlx::query("UPDATE sf_rooms SET top_offset = top_offset + 1 WHERE room = 'r'")
+        .execute(&mut *earlier)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO sf_history (room, seq, body) VALUES ('r', 2, '{\"n\": 2}')")
+        .execute(&mut *earlier)
+        .await
+        .unwrap();
+    let publishing = tokio::spawn({
+        let store = std::sync::Arc::clone(&store);
+        let room = room.clone();
+        async move { store.publish(&room, &serde_json::json!({ "n": 3 })).await }
+    });
+    // The publish has begun and waits for the room.
+    let deadline = std::time::Instant::now() + BOUND;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%sf_rooms%'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the publish never waited for the room"
+        );
+        tokio::task::yield_now().await;
+    }
+    earlier.commit().await.unwrap();
+    let published = publishing.await.unwrap().unwrap();
+    assert_eq!(published.offset, 3);
+    let page = store.history(&room, 0, 10).await.unwrap();
+    let kept: Vec<u64> = page.messages.iter().map(|m| m.offset).collect();
+    assert_eq!(kept, vec![3], "the history keeps 1 message");
+}
+
 #[tokio::test]
 async fn redis_reports_an_eviction_policy_that_could_lose_history() {
     let server = RedisServer::new().await.unwrap();

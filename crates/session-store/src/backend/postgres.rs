@@ -300,16 +300,24 @@ impl SessionStore for PgStore {
     ) -> Result<Message, StoreError> {
         self.gate
             .run("publish", async {
+                let mut tx = self.pool.begin().await.map_err(StoreError::pg("begin"))?;
                 let row = sqlx::query(sql::PUBLISH)
                     .bind(room.as_str())
                     .bind(new_epoch())
                     .bind(body)
-                    .bind(self.max_len)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(StoreError::pg("publish"))?;
                 let get = |e: sqlx::Error| StoreError::corrupt("publish row", e);
                 let offset: i64 = row.try_get(0).map_err(get)?;
+                sqlx::query(sql::TRIM)
+                    .bind(room.as_str())
+                    .bind(offset)
+                    .bind(self.max_len)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::pg("trim history"))?;
+                tx.commit().await.map_err(StoreError::pg("commit"))?;
                 Ok(Message {
                     room: room.clone(),
                     offset: u64::try_from(offset).unwrap_or(0),

@@ -35,15 +35,21 @@ pub(super) const DEPART: &str = "DELETE FROM sf_presence WHERE room = $1 AND ses
 pub(super) const PRESENCE: &str = "SELECT session_id, user_name, expires_at FROM sf_presence \
      WHERE room = $1 AND expires_at > now() ORDER BY session_id";
 
-/// $1 room, $2 fresh epoch, $3 body, $4 history length kept. One statement: the room row is
-/// locked, the offset taken, the message stored and the old ones trimmed atomically.
+/// $1 room, $2 fresh epoch, $3 body. One statement: the room row is locked (until the
+/// transaction ends), the offset taken and the message stored.
 pub(super) const PUBLISH: &str = "WITH r AS ( \
          INSERT INTO sf_rooms (room, epoch, top_offset) VALUES ($1, $2, 1) \
          ON CONFLICT (room) DO UPDATE SET top_offset = sf_rooms.top_offset + 1 \
          RETURNING top_offset, epoch), \
-     h AS (INSERT INTO sf_history (room, seq, body) SELECT $1, top_offset, $3 FROM r), \
-     d AS (DELETE FROM sf_history WHERE room = $1 AND seq <= (SELECT top_offset FROM r) - $4) \
+     h AS (INSERT INTO sf_history (room, seq, body) SELECT $1, top_offset, $3 FROM r) \
      SELECT top_offset, epoch FROM r";
+
+/// $1 room, $2 the offset just taken, $3 history length kept. A statement of its own after
+/// `PUBLISH`, in its transaction: its snapshot is taken once the room row is locked, so it sees
+/// every earlier message (their publishers committed before releasing the lock). In the same
+/// statement as the insert it would not: that snapshot predates the wait for the lock, and a
+/// message committed meanwhile would outlive the trim.
+pub(super) const TRIM: &str = "DELETE FROM sf_history WHERE room = $1 AND seq <= $2 - $3";
 
 pub(super) const ENSURE_ROOM: &str = "INSERT INTO sf_rooms (room, epoch, top_offset) VALUES ($1, $2, 0) \
      ON CONFLICT (room) DO NOTHING";
