@@ -57,7 +57,7 @@ async fn postgres_sweep_skips_locked_rows_and_removes_them_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_trim_sees_a_message_committed_while_the_publish_waited_for_the_room() {
     let server = PgServer::new().await.unwrap();
-    let store = std::sync::Arc::new(common::postgres(&server, 1).await);
+    let store = common::postgres(&server, 1).await;
     let room = surefoot_session_store::RoomId::new("r").unwrap();
     store
         .publish(&room, &serde_json::json!({ "n": 1 }))
@@ -73,32 +73,32 @@ async fn postgres_trim_sees_a_message_committed_while_the_publish_waited_for_the
         .execute(&mut *earlier)
         .await
         .unwrap();
-    let publishing = tokio::spawn({
-        let store = std::sync::Arc::clone(&store);
-        let room = room.clone();
-        async move { store.publish(&room, &serde_json::json!({ "n": 3 })).await }
-    });
-    // The publish has begun and waits for the room.
-    let deadline = std::time::Instant::now() + BOUND;
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%sf_rooms%'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
+    let third = serde_json::json!({ "n": 3 });
+    let publishing = store.publish(&room, &third);
+    let commit_once_it_waits = async {
+        // The publish has begun and waits for the room.
+        let deadline = std::time::Instant::now() + BOUND;
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%sf_rooms%'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the publish never waited for the room"
+            );
+            tokio::task::yield_now().await;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the publish never waited for the room"
-        );
-        tokio::task::yield_now().await;
-    }
-    earlier.commit().await.unwrap();
-    let published = publishing.await.unwrap().unwrap();
-    assert_eq!(published.offset, 3);
+        earlier.commit().await.unwrap();
+    };
+    let (published, ()) = tokio::join!(publishing, commit_once_it_waits);
+    assert_eq!(published.unwrap().offset, 3);
     let page = store.history(&room, 0, 10).await.unwrap();
     let kept: Vec<u64> = page.messages.iter().map(|m| m.offset).collect();
     assert_eq!(kept, vec![3], "the history keeps 1 message");
