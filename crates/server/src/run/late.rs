@@ -11,18 +11,16 @@
 //! finds it refuses the query, whose state and targets then hold part of a snapshot.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use surefoot_bootstrap::{BootstrapConfig, PostgresProvider};
 use surefoot_core_lifecycle::CancellationToken;
-use surefoot_core_model::{BatchSender, SnapshotRequest, batch_channel};
+use surefoot_core_model::{BatchSender, SnapshotRequest};
 use surefoot_source_postgres::{PostgresSourceConfig, SlotName};
-use tokio::sync::watch;
 
 use super::added::temporary_slot;
 use super::error::{RunError, chain};
 use super::registry::{Registry, State};
-use super::snapshot::{SnapshotDelivered, Tally, forward};
+use super::snapshot::export_counted;
 
 /// A query that needs a snapshot of a bootstrapped source before the source streams.
 #[derive(Debug)]
@@ -68,38 +66,16 @@ pub(crate) async fn snapshot_for_late_query(
         consumer: query.to_owned(),
         tables: Vec::new(),
     };
-    let (tally, tally_seen) = watch::channel(Tally::default());
-    let tally = Arc::new(tally);
-    let (snapshot_output, mut snapshot_input) = batch_channel(16);
-    let estimate = provider.estimated_rows();
-    let exporting = async {
-        let exported = provider.export(&request, &snapshot_output, cancel).await;
-        drop(snapshot_output);
-        exported
-    };
-    let forwarding = forward(
-        &id,
-        &mut snapshot_input,
-        &late.input,
-        &tally,
-        estimate,
-        registry,
-    );
-    let (exported, forwarded) = tokio::join!(exporting, forwarding);
-    let exported = exported.map_err(|error| {
-        RunError::query(
-            query,
-            format!("snapshot of `{id}` failed: {}", chain(&error)),
-        )
-    })?;
-    forwarded?;
-    let rows = exported.complete.rows;
+    let (exported, delivered) =
+        export_counted(&provider, &request, &id, &late.input, registry, cancel)
+            .await
+            .map_err(|failure| {
+                failure.into_error(|reason| {
+                    RunError::query(query, format!("snapshot of `{id}` failed: {reason}"))
+                })
+            })?;
     // The query streams from the source's own slot: the temporary one goes with its session.
     exported.slot.close();
-    let delivered = SnapshotDelivered {
-        tally: tally_seen,
-        rows,
-    };
     let rows = tokio::select! {
         delivered = delivered.wait() => delivered.map_err(|reason| RunError::query(query, reason))?,
         () = cancel.cancelled() => {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use surefoot_bootstrap::postgres::Exported;
 use surefoot_bootstrap::{BootstrapConfig, PostgresProvider};
 use surefoot_core_lifecycle::CancellationToken;
 use surefoot_core_model::{
@@ -51,35 +52,61 @@ pub(crate) async fn bootstrap(
         consumer: id.clone(),
         tables: Vec::new(),
     };
+    let (exported, delivered) = export_counted(&provider, &request, &id, &output, registry, cancel)
+        .await
+        .map_err(|failure| {
+            failure
+                .into_error(|reason| RunError::source(&id, format!("bootstrap failed: {reason}")))
+        })?;
+    tracing::info!(source = %id, rows = exported.complete.rows, "bootstrap: snapshot sent; streaming");
+    let source = provider.stream_after(exported, output);
+    Ok((source, delivered))
+}
+
+/// Why a counted export failed.
+pub(crate) enum ExportFailed {
+    /// The snapshot itself, with the reason.
+    Snapshot(String),
+    /// Forwarding it (the consumers went).
+    Forward(RunError),
+}
+
+impl ExportFailed {
+    /// The error, a snapshot's reason described by `describe`.
+    pub(crate) fn into_error(self, describe: impl FnOnce(String) -> RunError) -> RunError {
+        match self {
+            ExportFailed::Snapshot(reason) => describe(reason),
+            ExportFailed::Forward(error) => error,
+        }
+    }
+}
+
+/// Exports `provider`'s snapshot for `request` to `output` (source `id`'s), each batch counted
+/// and progress logged: what was exported, and the wait for every batch's delivery.
+pub(crate) async fn export_counted(
+    provider: &PostgresProvider,
+    request: &SnapshotRequest,
+    id: &str,
+    output: &BatchSender,
+    registry: &Registry,
+    cancel: &CancellationToken,
+) -> Result<(Exported, SnapshotDelivered), ExportFailed> {
     let (tally, tally_seen) = watch::channel(Tally::default());
     let tally = Arc::new(tally);
     let (snapshot_output, mut snapshot_input) = batch_channel(16);
     let estimate = provider.estimated_rows();
-    let exporting = {
-        let provider = &provider;
-        async move {
-            let exported = provider.export(&request, &snapshot_output, cancel).await;
-            drop(snapshot_output);
-            exported
-        }
+    let exporting = async {
+        let exported = provider.export(request, &snapshot_output, cancel).await;
+        drop(snapshot_output);
+        exported
     };
-    let forwarding = forward(
-        &id,
-        &mut snapshot_input,
-        &output,
-        &tally,
-        estimate,
-        registry,
-    );
+    let forwarding = forward(id, &mut snapshot_input, output, &tally, estimate, registry);
     let (exported, forwarded) = tokio::join!(exporting, forwarding);
-    let exported = exported
-        .map_err(|error| RunError::source(&id, format!("bootstrap failed: {}", chain(&error))))?;
-    forwarded?;
-    tracing::info!(source = %id, rows = exported.complete.rows, "bootstrap: snapshot sent; streaming");
+    let exported = exported.map_err(|error| ExportFailed::Snapshot(chain(&error)))?;
+    forwarded.map_err(ExportFailed::Forward)?;
     let rows = exported.complete.rows;
-    let source = provider.stream_after(exported, output);
     Ok((
-        source,
+        exported,
         SnapshotDelivered {
             tally: tally_seen,
             rows,

@@ -11,25 +11,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
-use serde_norway::{Mapping, Value};
 use surefoot_core_lifecycle::{CancellationToken, TaskGroup};
 use surefoot_query::TableSchema;
 use surefoot_source_postgres::PostgresSourceConfig;
 use tokio::sync::{mpsc, oneshot};
 
+mod body;
+mod queries;
 mod reactions;
 mod replay;
 mod sources;
 
-use super::added::run_added;
-use super::error::chain;
 use super::fanout::FanOutCommand;
-use super::plan::{catalog_of, query_segment};
 use super::registry::Registry;
-use super::segment::{Command, Holds, Launcher};
+use super::segment::{Command, Holds};
 use super::source::SourceCommand;
 use super::writers::Writers;
-use crate::config::{self, Config, QueryConfig, ReactionConfig, SourceConfig};
+use crate::config::{Config, QueryConfig, ReactionConfig, SourceConfig};
 
 /// How long a snapshot on demand is waited for before the API answers that it goes on.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(120);
@@ -277,224 +275,6 @@ impl Manager {
             return Some(json!({ "settings": settings, "status": view, "hold": hold }));
         }
         Some(json!({ "settings": settings, "status": view }))
-    }
-
-    /// Adds query `id` from `body` (YAML or JSON: `sql`, `sources`, `reactions`), validated like
-    /// the file; it bootstraps from temporary slots and then streams.
-    pub fn add_query(&self, id: &str, body: &str) -> Result<(), Refusal> {
-        let mini = self.parse_query(id, body)?;
-        self.check_names(&mini)?;
-        let Some(query) = mini.queries.first().cloned() else {
-            return Err(Refusal::new(422, "the body holds no query"));
-        };
-        let (tables, libraries) = self.sources();
-        let read: Vec<String> = if query.sources.is_empty() {
-            tables.keys().cloned().collect()
-        } else {
-            query.sources.clone()
-        };
-        let refs: Vec<&String> = read.iter().collect();
-        let catalog = catalog_of(&tables, &refs);
-        let state_path = runtime_dir(&self.inner.config.state_dir)
-            .join("queries")
-            .join(format!("{id}.redb"));
-        remove_stale(&state_path)?;
-        let launcher = Launcher {
-            group: self.inner.work.clone(),
-            registry: self.inner.registry.clone(),
-            writers: self.inner.writers.clone(),
-            holds: self.inner.holds.clone(),
-        };
-        let (segment, commands, input) =
-            query_segment(&mini.reactions, &query, catalog, state_path, launcher)
-                .map_err(|error| Refusal::new(422, format!("sql: {error}")))?;
-        let own = CancellationToken::new();
-        {
-            let mut managed = self.managed();
-            if managed.queries.contains_key(id) {
-                return Err(Refusal::new(409, format!("query `{id}` exists")));
-            }
-            managed.segments.insert(id.to_owned(), commands);
-            let entry = QueryEntry {
-                config: query.clone(),
-                runtime: Some(own.clone()),
-            };
-            managed.queries.insert(id.to_owned(), entry);
-            for reaction in &mini.reactions {
-                managed
-                    .reactions
-                    .insert(reaction.id().to_owned(), reaction.clone());
-            }
-        }
-        let spawn_failed = |error: surefoot_core_lifecycle::SpawnError| {
-            Refusal::new(503, format!("cannot start: {}", chain(&error)))
-        };
-        self.inner
-            .work
-            .spawn(format!("query-{id}"), |cancel| segment.run(cancel))
-            .map_err(spawn_failed)?;
-        for source in read {
-            let Some(library) = libraries.get(&source).cloned() else {
-                continue;
-            };
-            let (query, output, registry) =
-                (id.to_owned(), input.clone(), self.inner.registry.clone());
-            let (own, deadline) = (own.clone(), self.inner.stop_deadline);
-            self.inner
-                .sources
-                .spawn(format!("source-{source}-for-{id}"), move |group| {
-                    run_added(library, query, output, registry, [group, own], deadline)
-                })
-                .map_err(spawn_failed)?;
-        }
-        tracing::info!(query = %id, "query added; bootstrapping");
-        Ok(())
-    }
-
-    /// The body as a one-query configuration, checked like the file.
-    fn parse_query(&self, id: &str, body: &str) -> Result<Config, Refusal> {
-        let parsed: Value = serde_norway::from_str(body)
-            .map_err(|error| Refusal::new(422, format!("not valid YAML or JSON: {error}")))?;
-        let Value::Mapping(mut query) = parsed else {
-            return Err(Refusal::new(422, "the body must be a mapping"));
-        };
-        if let Some(given) = query.get("id").and_then(Value::as_str)
-            && given != id
-        {
-            return Err(Refusal::new(
-                422,
-                format!("id: `{given}` is not the path's `{id}`"),
-            ));
-        }
-        query.insert("id".into(), id.into());
-        let reactions = query
-            .remove("reactions")
-            .unwrap_or(Value::Sequence(Vec::new()));
-        // The sources are the running server's, not the document's: checked by `check_names`.
-        let sources: Vec<String> = match query.remove("sources") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(listed) => serde_norway::from_value(listed)
-                .map_err(|error| Refusal::new(422, format!("sources: {error}")))?,
-        };
-        let mut document = Mapping::new();
-        document.insert(
-            "queries".into(),
-            Value::Sequence(vec![Value::Mapping(query)]),
-        );
-        document.insert("reactions".into(), reactions);
-        let mut api = Mapping::new();
-        api.insert("listen".into(), Value::Null);
-        document.insert("api".into(), Value::Mapping(api));
-        let text = serde_norway::to_string(&Value::Mapping(document))
-            .map_err(|error| Refusal::new(422, error.to_string()))?;
-        let mut config =
-            config::parse(&text, &|name| std::env::var(name).ok()).map_err(|problems| Refusal {
-                status: 422,
-                problems: problems
-                    .list()
-                    .iter()
-                    .map(|problem| problem.to_string().replacen("queries[0].", "", 1))
-                    .collect(),
-            })?;
-        if let Some(query) = config.queries.first_mut() {
-            query.sources = sources;
-        }
-        Ok(config)
-    }
-
-    /// The new query's and reactions' ids are free, its sources exist, its reactions read it.
-    fn check_names(&self, mini: &Config) -> Result<(), Refusal> {
-        let mut problems = Vec::new();
-        let (tables, libraries) = self.sources();
-        let managed = self.managed();
-        for query in &mini.queries {
-            if managed.queries.contains_key(&query.id) || tables.contains_key(&query.id) {
-                problems.push(format!("id: `{}` is taken", query.id));
-            }
-            for (n, source) in query.sources.iter().enumerate() {
-                if !tables.contains_key(source) {
-                    problems.push(format!("sources[{n}]: no source `{source}`"));
-                } else if !libraries.contains_key(source) {
-                    problems.push(format!(
-                        "sources[{n}]: `{source}` has no snapshot to bootstrap from (a query \
-                         added at runtime reads PostgreSQL sources only)"
-                    ));
-                }
-            }
-            if query.sources.is_empty() && libraries.len() != tables.len() {
-                problems.push(
-                    "sources: name them: a query added at runtime reads PostgreSQL sources only"
-                        .to_owned(),
-                );
-            }
-        }
-        for (n, reaction) in mini.reactions.iter().enumerate() {
-            if managed.reactions.contains_key(reaction.id()) {
-                problems.push(format!("reactions[{n}].id: `{}` is taken", reaction.id()));
-            }
-        }
-        drop(managed);
-        let known: Vec<String> = mini.queries.iter().map(|q| q.id.clone()).collect();
-        for (n, reaction) in mini.reactions.iter().enumerate() {
-            if !known.iter().any(|id| id == reaction.from()) {
-                problems.push(format!("reactions[{n}].from: must be the query"));
-            }
-        }
-        let status = if problems.iter().any(|p| p.contains("is taken")) {
-            409
-        } else {
-            422
-        };
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Refusal { status, problems })
-        }
-    }
-
-    /// Removes a query and its reactions: its input closes, it drains, its tasks end.
-    pub async fn remove_query(&self, id: &str) -> Result<(), Refusal> {
-        let (entry, fan_outs, reactions) = {
-            let mut managed = self.managed();
-            let entry = managed
-                .queries
-                .remove(id)
-                .ok_or_else(|| Refusal::new(404, format!("no query `{id}`")))?;
-            managed.segments.remove(id);
-            let reactions: Vec<String> = managed
-                .reactions
-                .iter()
-                .filter(|(_, r)| r.from() == id)
-                .map(|(rid, _)| rid.clone())
-                .collect();
-            for reaction in &reactions {
-                managed.reactions.remove(reaction);
-            }
-            (entry, managed.fan_outs.clone(), reactions)
-        };
-        match &entry.runtime {
-            Some(own) => own.cancel(),
-            None => {
-                for fan_out in fan_outs.values() {
-                    let (reply, done) = oneshot::channel();
-                    if fan_out
-                        .send(FanOutCommand::Remove(id.to_owned(), reply))
-                        .await
-                        .is_ok()
-                    {
-                        // A fan-out that ended has no consumer left to remove.
-                        let _ended = done.await;
-                    }
-                }
-            }
-        }
-        self.inner.registry.remove(id);
-        for reaction in reactions {
-            self.inner.registry.remove(&reaction);
-            self.inner.writers.remove(&reaction);
-        }
-        tracing::info!(query = %id, "query removed; it drains what it holds");
-        Ok(())
     }
 
     /// Removes a reaction: its input closes, it drains, its task ends.

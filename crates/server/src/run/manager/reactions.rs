@@ -6,8 +6,8 @@ use surefoot_core_lifecycle::timeout;
 use surefoot_sink_postgres_writer::PostgresWriter;
 use tokio::sync::oneshot;
 
-use super::{Manager, Refusal};
-use crate::config::{self, Config, ReactionConfig};
+use super::{Manager, Refusal, body};
+use crate::config::ReactionConfig;
 use crate::run::error::chain;
 use crate::run::plan::{catalog_of, query_reaction};
 use crate::run::registry::Kind;
@@ -108,20 +108,7 @@ impl Manager {
     /// The body as a one-reaction configuration (with the query it reads), checked like the
     /// file.
     fn parse_reaction(&self, id: &str, body: &str) -> Result<ReactionConfig, Refusal> {
-        let parsed: Value = serde_norway::from_str(body)
-            .map_err(|error| Refusal::new(422, format!("not valid YAML or JSON: {error}")))?;
-        let Value::Mapping(mut reaction) = parsed else {
-            return Err(Refusal::new(422, "the body must be a mapping"));
-        };
-        if let Some(given) = reaction.get("id").and_then(Value::as_str)
-            && given != id
-        {
-            return Err(Refusal::new(
-                422,
-                format!("id: `{given}` is not the path's `{id}`"),
-            ));
-        }
-        reaction.insert("id".into(), id.into());
+        let reaction = body::mapping_with_id(id, body)?;
         let from = reaction
             .get("from")
             .and_then(Value::as_str)
@@ -140,30 +127,11 @@ impl Manager {
         let mut query = Mapping::new();
         query.insert("id".into(), from.into());
         query.insert("sql".into(), sql.into());
-        let mut document = Mapping::new();
-        document.insert(
-            "queries".into(),
-            Value::Sequence(vec![Value::Mapping(query)]),
-        );
-        document.insert(
-            "reactions".into(),
-            Value::Sequence(vec![Value::Mapping(reaction)]),
-        );
-        let mut api = Mapping::new();
-        api.insert("listen".into(), Value::Null);
-        document.insert("api".into(), Value::Mapping(api));
-        let text = serde_norway::to_string(&Value::Mapping(document))
-            .map_err(|error| Refusal::new(422, error.to_string()))?;
-        let config: Config =
-            config::parse(&text, &|name| std::env::var(name).ok()).map_err(|problems| Refusal {
-                status: 422,
-                problems: problems
-                    .list()
-                    .iter()
-                    .map(|problem| problem.to_string().replacen("reactions[0].", "", 1))
-                    .collect(),
-            })?;
-        config
+        let sections = vec![
+            ("queries", body::one(query)),
+            ("reactions", body::one(reaction)),
+        ];
+        body::parse_as_file(sections, "reactions[0].")?
             .reactions
             .into_iter()
             .next()

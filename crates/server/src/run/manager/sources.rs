@@ -6,12 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_norway::{Mapping, Value};
 use surefoot_query::TableSchema;
 use surefoot_source_postgres::PostgresSourceConfig;
 
-use super::{Manager, Refusal};
-use crate::config::{self, PostgresSource, SourceConfig};
+use super::{Manager, Refusal, body};
+use crate::config::{PostgresSource, SourceConfig};
 use crate::run::discover::discover;
 use crate::run::error::chain;
 use crate::run::plan::source_config;
@@ -114,39 +113,8 @@ impl Manager {
 
 /// The body as a one-source configuration, checked like the file.
 fn parse_source(id: &str, body: &str) -> Result<PostgresSource, Refusal> {
-    let parsed: Value = serde_norway::from_str(body)
-        .map_err(|error| Refusal::new(422, format!("not valid YAML or JSON: {error}")))?;
-    let Value::Mapping(mut source) = parsed else {
-        return Err(Refusal::new(422, "the body must be a mapping"));
-    };
-    if let Some(given) = source.get("id").and_then(Value::as_str)
-        && given != id
-    {
-        return Err(Refusal::new(
-            422,
-            format!("id: `{given}` is not the path's `{id}`"),
-        ));
-    }
-    source.insert("id".into(), id.into());
-    let mut document = Mapping::new();
-    document.insert(
-        "sources".into(),
-        Value::Sequence(vec![Value::Mapping(source)]),
-    );
-    let mut api = Mapping::new();
-    api.insert("listen".into(), Value::Null);
-    document.insert("api".into(), Value::Mapping(api));
-    let text = serde_norway::to_string(&Value::Mapping(document))
-        .map_err(|error| Refusal::new(422, error.to_string()))?;
-    let config =
-        config::parse(&text, &|name| std::env::var(name).ok()).map_err(|problems| Refusal {
-            status: 422,
-            problems: problems
-                .list()
-                .iter()
-                .map(|problem| problem.to_string().replacen("sources[0].", "", 1))
-                .collect(),
-        })?;
+    let source = body::mapping_with_id(id, body)?;
+    let config = body::parse_as_file(vec![("sources", body::one(source))], "sources[0].")?;
     match config.sources.into_iter().next() {
         Some(SourceConfig::Postgres(source)) => Ok(source),
         Some(SourceConfig::Http(_)) => Err(Refusal::new(
