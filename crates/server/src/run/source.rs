@@ -123,9 +123,9 @@ impl SourceTask {
         Ok(())
     }
 
-    /// Stops the source, copies every table again to every consumer, advances the slot past
-    /// the snapshot and streams again (see `resnapshot`): the rows copied, and false if
-    /// cancelled.
+    /// Stops the source, copies every table again to every consumer (again until it
+    /// completes), advances the slot past the snapshot and streams again (see `resnapshot`):
+    /// the rows copied, and false if cancelled.
     async fn snapshot_again(
         &mut self,
         source: &PostgresSource,
@@ -142,31 +142,51 @@ impl SourceTask {
             Some("snapshot on demand".to_owned()),
         );
         // Every table: the slot then moves past the snapshot, which must hold every change
-        // committed before it.
-        let taken = match resnapshot(
-            &self.config,
-            self.tables.clone(),
-            &self.output,
-            &self.registry,
-            cancel,
-        )
-        .await
-        {
-            Ok((point, rows)) => advance_slot(&self.config, point)
-                .await
-                .map(|()| (point, rows)),
-            Err(error) => Err(error),
-        };
-        let taken = match taken {
-            Ok((point, rows)) => {
-                tracing::info!(source = %id, rows, %point, "snapshot on demand delivered; the slot continues after it");
-                Ok(rows)
+        // committed before it. A failed attempt may have reached the consumers in part (a
+        // truncate, some rows), and streaming from the old watermark would then be refused by
+        // the writers or skipped by the queries: so it is taken again until it completes, each
+        // attempt's truncate sorting after whatever the last one sent.
+        let mut attempt = 0u32;
+        let rows = loop {
+            attempt += 1;
+            let taken = match resnapshot(
+                &self.config,
+                self.tables.clone(),
+                &self.output,
+                &self.registry,
+                cancel,
+            )
+            .await
+            {
+                Ok((point, rows)) => advance_slot(&self.config, point)
+                    .await
+                    .map(|()| (point, rows)),
+                Err(error) => Err(error),
+            };
+            match taken {
+                Ok((point, rows)) => {
+                    tracing::info!(source = %id, rows, %point, attempt,
+                        "snapshot on demand delivered; the slot continues after it");
+                    break rows;
+                }
+                Err(error) => {
+                    tracing::error!(source = %id, %error, attempt,
+                        "snapshot on demand failed; taking it again before streaming");
+                    self.registry.set(
+                        &id,
+                        State::Failed,
+                        Some(format!("snapshot on demand, attempt {attempt}: {error}")),
+                    );
+                }
             }
-            Err(error) => {
-                tracing::error!(source = %id, %error, "snapshot on demand failed; streaming again from the slot");
-                Err(error.to_string())
+            tokio::select! {
+                () = tokio::time::sleep(RESTART_AFTER) => {}
+                () = cancel.cancelled() => {
+                    return (Err("stopped before the snapshot on demand completed".to_owned()), false);
+                }
             }
         };
+        let taken = Ok(rows);
         let streams = self.start(source, cancel).await;
         (taken, streams)
     }

@@ -301,6 +301,22 @@ impl Manager {
     }
 }
 
+/// The sources `query` reads (every source when it names none) and the catalog of their
+/// tables.
+fn read_by(
+    query: &QueryConfig,
+    tables: &BTreeMap<String, Vec<TableSchema>>,
+) -> (Vec<String>, surefoot_query::Catalog) {
+    let read: Vec<String> = if query.sources.is_empty() {
+        tables.keys().cloned().collect()
+    } else {
+        query.sources.clone()
+    };
+    let refs: Vec<&String> = read.iter().collect();
+    let catalog = super::plan::catalog_of(tables, &refs);
+    (read, catalog)
+}
+
 /// Where components created at runtime keep their state.
 pub(crate) fn runtime_dir(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("runtime")

@@ -5,12 +5,12 @@ use serde_norway::Value;
 use surefoot_core_lifecycle::CancellationToken;
 use tokio::sync::oneshot;
 
-use super::{Manager, QueryEntry, Refusal, body, remove_stale, runtime_dir};
+use super::{Manager, QueryEntry, Refusal, body, read_by, remove_stale, runtime_dir};
 use crate::config::Config;
 use crate::run::added::run_added;
 use crate::run::error::chain;
 use crate::run::fanout::FanOutCommand;
-use crate::run::plan::{catalog_of, query_segment};
+use crate::run::plan::query_segment;
 use crate::run::segment::Launcher;
 
 impl Manager {
@@ -23,13 +23,7 @@ impl Manager {
             return Err(Refusal::new(422, "the body holds no query"));
         };
         let (tables, libraries) = self.sources();
-        let read: Vec<String> = if query.sources.is_empty() {
-            tables.keys().cloned().collect()
-        } else {
-            query.sources.clone()
-        };
-        let refs: Vec<&String> = read.iter().collect();
-        let catalog = catalog_of(&tables, &refs);
+        let (read, catalog) = read_by(&query, &tables);
         let state_path = runtime_dir(&self.inner.config.state_dir)
             .join("queries")
             .join(format!("{id}.redb"));

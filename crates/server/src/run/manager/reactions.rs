@@ -6,10 +6,10 @@ use surefoot_core_lifecycle::timeout;
 use surefoot_sink_postgres_writer::PostgresWriter;
 use tokio::sync::oneshot;
 
-use super::{Manager, Refusal, body};
+use super::{Manager, Refusal, body, read_by};
 use crate::config::ReactionConfig;
 use crate::run::error::chain;
-use crate::run::plan::{catalog_of, query_reaction};
+use crate::run::plan::query_reaction;
 use crate::run::registry::Kind;
 use crate::run::segment::{Command, Hold, ReactionSpec};
 
@@ -58,14 +58,7 @@ impl Manager {
         };
         let segment = segment
             .ok_or_else(|| Refusal::new(503, format!("query `{}` is not running", query.id)))?;
-        let (tables, _) = self.sources();
-        let read: Vec<String> = if query.sources.is_empty() {
-            tables.keys().cloned().collect()
-        } else {
-            query.sources.clone()
-        };
-        let refs: Vec<&String> = read.iter().collect();
-        let catalog = catalog_of(&tables, &refs);
+        let (_, catalog) = read_by(&query, &self.sources().0);
         let spec = query_reaction(&reaction, &query, &catalog)
             .map_err(|error| Refusal::new(422, chain(&error)))?;
         if let ReactionSpec::Postgres { config, .. } = &spec {
