@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::cmd::{command, execute, workspace_root};
-use crate::{test, tools};
+use crate::{disk, test, tools};
 
 const THRESHOLD_FILE: &str = ".config/coverage-threshold";
 const SUMMARY_FILE: &str = "llvm-cov-summary.json";
@@ -43,19 +43,10 @@ pub(crate) fn run() -> Result<(), String> {
     report(&per_crate, threshold)
 }
 
-/// The summary goes into cargo's target directory, wherever `CARGO_TARGET_DIR` puts it; the
-/// directory is created first, since llvm-cov does not create it.
+/// The summary goes into cargo's target directory, which is created first, since llvm-cov
+/// does not create it.
 fn summary_path() -> Result<PathBuf, String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|dir| {
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let target = disk::target_dir();
     std::fs::create_dir_all(&target)
         .map_err(|error| format!("cannot create {}: {error}", target.display()))?;
     Ok(target.join(SUMMARY_FILE))

@@ -11,6 +11,7 @@ mod chaos;
 mod cmd;
 mod coverage;
 mod demo;
+mod disk;
 mod docs;
 mod features;
 mod lint;
@@ -44,12 +45,22 @@ commands:
              15 s (what .ci/run and GitHub Actions run)";
 
 /// `cargo xtask ci`: the cheap checks first, so a broken build fails before the long tests.
+/// What a step builds and no later step reads is removed when it is done (see `disk`).
 fn ci() -> Result<(), String> {
+    disk::report("checkout");
     lint::run()?;
+    disk::report("lint");
     docs::run()?;
+    disk::prune("doc")?;
+    disk::report("docs");
     features::run()?;
+    disk::report("features");
     coverage::run()?;
+    disk::prune("llvm-cov-target")?;
+    disk::report("coverage");
     publish::run(&[])?;
+    disk::prune("package")?;
+    disk::report("publish-check");
     demo::run(&["--seconds".to_owned(), "15".to_owned()])
 }
 
