@@ -141,12 +141,14 @@ impl ContinuousQuery {
         }
     }
 
-    /// The current result: one row per key, as in result changes.
-    pub fn result(&self) -> Vec<Row> {
-        self.engine
-            .result()
-            .map(|(key, row)| self.row(key, row))
-            .collect()
+    /// The current result: one row per key, as in result changes, in no order.
+    ///
+    /// A grouped query holds its result; a projection or join does not (its input rows and
+    /// join indexes determine it), so this evaluates it again from the state: time and memory
+    /// in proportion to the query's state. An error means the state is inconsistent.
+    pub fn result(&self) -> Result<Vec<Row>, EvalError> {
+        let rows = self.engine.result()?;
+        Ok(rows.iter().map(|(key, row)| self.row(key, row)).collect())
     }
 
     /// Applies an input batch (one source transaction, or several whole ones).
@@ -249,6 +251,7 @@ impl ContinuousQuery {
         for (index, rows) in rows.into_iter().enumerate() {
             self.engine.restore(index, rows)?;
         }
+        self.engine.restored()?;
         self.next_sequence = next_sequence;
         self.last_input = last_input;
         Ok(())

@@ -1,7 +1,9 @@
 //! The differential test: for each query, random transactions of inserts, updates (key changes
 //! and unchanged TOAST values included) and deletes go to a real PostgreSQL and, as replication
 //! changes, to the continuous query; after every transaction the folded diffs must equal
-//! PostgreSQL's answer to the same SQL. One server per test; tables truncated between cases.
+//! PostgreSQL's answer to the same SQL, and so must the query's current result (a projection's
+//! is evaluated again from its state, not held). One server per test; tables truncated between
+//! cases.
 
 // Test code: a failed unwrap is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]

@@ -116,14 +116,14 @@ fn a_reopened_query_holds_its_result_continues_its_sequence_and_resends_what_was
         .unwrap()
         .unwrap();
     let sent = second.changes.clone();
-    let result = sorted(query.query().result());
+    let result = sorted(query.query().result().unwrap());
     let next = query.query().next_sequence();
     // The process dies with the second result batch unacknowledged.
     drop(second);
     drop(query);
 
     let mut reopened = open(&path);
-    assert_eq!(sorted(reopened.query().result()), result);
+    assert_eq!(sorted(reopened.query().result().unwrap()), result);
     assert_eq!(reopened.query().next_sequence(), next);
     let resent = reopened.unacknowledged();
     assert_eq!(
@@ -159,12 +159,12 @@ fn a_reopened_query_holds_its_result_continues_its_sequence_and_resends_what_was
         .unwrap()
         .unwrap();
     emptied.ack.delivered();
-    let after_truncate = sorted(reopened.query().result());
+    let after_truncate = sorted(reopened.query().result().unwrap());
     drop(reopened);
 
     let mut last = open(&path);
-    assert_eq!(sorted(last.query().result()), after_truncate);
-    assert!(last.query().result().is_empty());
+    assert_eq!(sorted(last.query().result().unwrap()), after_truncate);
+    assert!(last.query().result().unwrap().is_empty());
     assert!(
         last.unacknowledged().len() <= 1,
         "delivered batches are trimmed from the log (the last one by the next write)"
@@ -225,15 +225,15 @@ fn batches_processed_together_commit_once_and_reopen_like_one_at_a_time() {
     for (a, b) in results.iter().zip(&singles) {
         assert_eq!(a.changes, b.changes);
     }
-    let result = sorted(together.query().result());
-    assert_eq!(result, sorted(one.query().result()));
+    let result = sorted(together.query().result().unwrap());
+    assert_eq!(result, sorted(one.query().result().unwrap()));
     let next = together.query().next_sequence();
     drop((results, singles, together, one));
 
     // Every result was left unacknowledged: reopened, the group's store resends them all,
     // holds the same state, skips the redelivered inputs and continues the sequence.
     let mut reopened = open(&together_path);
-    assert_eq!(sorted(reopened.query().result()), result);
+    assert_eq!(sorted(reopened.query().result().unwrap()), result);
     assert_eq!(reopened.unacknowledged().len(), sequences.len());
     assert!(reopened.process_batches(inputs()).unwrap().is_empty());
     let more = reopened

@@ -147,7 +147,7 @@ fn a_batch_already_applied_is_skipped_and_settled() {
     );
     assert_eq!(again_outcome.try_recv().unwrap(), AckOutcome::Delivered);
     assert_eq!(query.stats().duplicate_batches, 1);
-    assert_eq!(query.result().len(), 1);
+    assert_eq!(query.result().unwrap().len(), 1);
 }
 
 #[test]
@@ -243,5 +243,5 @@ fn tables_of_the_same_name_from_two_sources_are_told_apart_and_merged_in_arrival
         .unwrap();
     assert_eq!(second.first, Position::Sequence(4));
     second.ack.delivered();
-    assert_eq!(query.result().len(), 2);
+    assert_eq!(query.result().unwrap().len(), 2);
 }

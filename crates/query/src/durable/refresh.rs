@@ -16,7 +16,7 @@ impl DurableQuery {
     pub fn refresh(&mut self, keys: &[Row]) -> Result<Option<Batch>, DurableError> {
         let cell = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let on_settled = surefoot_core_model::AckToken::new(self.on_delivered_cell(cell.clone()));
-        let Some(batch) = self.query.refresh(keys, on_settled) else {
+        let Some(batch) = self.query.refresh(keys, on_settled)? else {
             return Ok(None);
         };
         let record = StoredBatch::of(&batch);

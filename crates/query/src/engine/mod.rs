@@ -2,8 +2,10 @@
 //!
 //! Each change to an input table becomes deltas of that table's kept tuples; they flow through
 //! the join stages after it (the stages before it are not affected), then the filter, then the
-//! projection or the grouping. The result is kept by key, so each batch ends with one diff per
-//! key it touched: added, updated (before and after) or deleted.
+//! projection or the grouping. Results are keyed, so each batch ends with one diff per key it
+//! touched: added, updated (before and after) or deleted. Groups hold their result row; a
+//! projection's diffs are what the batch's deltas net to, and its result is not held (see
+//! `project`).
 
 mod columns;
 mod entries;
@@ -117,9 +119,29 @@ impl Engine {
             + self.results.len()
     }
 
-    /// The current result, by key.
-    pub(crate) fn result(&self) -> impl Iterator<Item = (&Tuple, &Tuple)> {
-        self.results.rows()
+    /// The current result, by key. A grouped result is held; a projection's is not (see
+    /// `project`), so it is evaluated again from the kept input rows, in an engine of its own:
+    /// work and memory in proportion to the query's state, for the API and repairs, never per
+    /// batch.
+    pub(crate) fn result(&self) -> Result<Vec<(Tuple, Tuple)>, EvalError> {
+        if let Output::Group { .. } = &self.plan.output {
+            let rows = self.results.group_rows();
+            return Ok(rows.map(|(key, row)| (key.clone(), row.clone())).collect());
+        }
+        let mut whole = Engine::new(self.plan.clone());
+        for (index, table) in self.tables.iter().enumerate() {
+            whole.restore(index, table.rows().cloned())?;
+        }
+        let diffs = whole.results.finish(&whole.plan)?;
+        diffs
+            .into_iter()
+            .map(|diff| match diff {
+                Diff::Added { key, row } => Ok((key, row)),
+                other => Err(EvalError::Inconsistent(format!(
+                    "evaluating the whole result from the input rows made {other:?}"
+                ))),
+            })
+            .collect()
     }
 
     /// Records the input rows every change touches, for [`Engine::take_touched`].
@@ -136,8 +158,12 @@ impl Engine {
     }
 
     /// Puts back input rows kept before a restart into table `index`, and folds them into the
-    /// result; the diffs they make are the result already emitted, so they are dropped.
-    pub(crate) fn restore(&mut self, index: usize, rows: Vec<Tuple>) -> Result<(), EvalError> {
+    /// result; [`Engine::restored`] ends the restore once every table's rows are back.
+    pub(crate) fn restore(
+        &mut self,
+        index: usize,
+        rows: impl IntoIterator<Item = Tuple>,
+    ) -> Result<(), EvalError> {
         for row in rows {
             let mut deltas = std::mem::take(&mut self.scratch.0);
             self.tables[index].restore(row, &mut deltas)?;
@@ -145,6 +171,12 @@ impl Engine {
             self.scratch.0 = deltas;
             propagated?;
         }
+        Ok(())
+    }
+
+    /// Ends a restore: the diffs the restored rows make are the result already emitted, so
+    /// they are dropped.
+    pub(crate) fn restored(&mut self) -> Result<(), EvalError> {
         self.results.finish(&self.plan).map(drop)
     }
 

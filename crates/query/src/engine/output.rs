@@ -60,9 +60,9 @@ impl Results {
         }
     }
 
-    /// The result rows by key.
-    pub(crate) fn rows(&self) -> impl Iterator<Item = (&Tuple, &Tuple)> {
-        self.projected.rows().chain(self.grouped.rows())
+    /// A grouped result's rows by key (a projection's result is not held: see `project`).
+    pub(crate) fn group_rows(&self) -> impl Iterator<Item = (&Tuple, &Tuple)> {
+        self.grouped.rows()
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -1,8 +1,13 @@
-//! A projection's result by key, and the weighted rows a batch adds to the keys it touches.
+//! A projection's result diffs, folded per batch from the deltas alone.
 //!
-//! Each key's slot holds its result row and, while a batch touches it, where that batch's
-//! rows for it are: one lookup per delta, and at the end of the batch the rows are weighed
-//! against the held row (weight 1) without copying it.
+//! A projection's (or join's) result row is a function of the input rows it comes from, and
+//! the deltas that reach the result are exact: a result row that goes away arrives with weight
+//! −1, its replacement with +1. So a batch's diff for a key is what its deltas net to: −1 of
+//! one row is the row before, +1 of one row the row after, and both an update. The result
+//! itself is not held (the input rows and join indexes already determine it): a batch's work is
+//! a map of the keys it touched, a few hundred entries that stay in cache, instead of a lookup
+//! into a map as large as the result. The current result, when asked for, is evaluated again
+//! from the input rows (`Engine::result`).
 
 use smallvec::SmallVec;
 
@@ -13,36 +18,28 @@ use crate::error::EvalError;
 /// The rows a batch added to one key, with their net weights (none zero).
 type Rows = SmallVec<[(Tuple, i64); 2]>;
 
-#[derive(Debug)]
-struct Slot {
-    /// The result row as of the last batch; `None` only while a batch touches the key.
-    row: Option<Tuple>,
-    /// `1 +` the index of this batch's rows for the key; 0 while untouched.
-    work: usize,
-}
+/// A batch's work map above this many keys (after a restore, say) is dropped rather than
+/// cleared: clearing costs its capacity, on every batch after.
+const WORK_KEPT: usize = 4096;
 
-/// A projection's result and the batch in progress.
+/// The batch in progress of a projection, and the size of its result.
 #[derive(Debug, Default)]
 pub(crate) struct Projected {
-    current: Map<Tuple, Slot>,
+    /// The index in `work` of each key the batch touched.
+    index: Map<Tuple, usize>,
     /// The keys the batch touched, in order, with their rows.
     work: Vec<(Tuple, Rows)>,
     /// The index in `work` of the key last added to: an update's retraction and addition
     /// usually share a key, and the second finds it without a lookup.
     last: Option<usize>,
+    /// Result rows, counted from the diffs (for the state-size metric).
+    len: usize,
 }
 
 impl Projected {
-    /// The result rows by key.
-    pub(crate) fn rows(&self) -> impl Iterator<Item = (&Tuple, &Tuple)> {
-        self.current
-            .iter()
-            .filter_map(|(key, slot)| Some((key, slot.row.as_ref()?)))
-    }
-
     /// Result rows held.
     pub(crate) fn len(&self) -> usize {
-        self.current.len()
+        self.len
     }
 
     /// Adds `weight` of `row` under `key`.
@@ -67,98 +64,138 @@ impl Projected {
     /// The index in `work` of `key`'s rows, made on its first touch in the batch.
     fn touch(&mut self, key: Tuple) -> usize {
         let work = &mut self.work;
-        let mut start = |key: &Tuple| {
+        *self.index.entry(key).or_insert_with_key(|key| {
             work.push((key.clone(), Rows::new()));
-            work.len()
-        };
-        let index = match self.current.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut entry) => {
-                if entry.get().work == 0 {
-                    entry.get_mut().work = start(entry.key());
-                }
-                entry.get().work
-            }
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let index = start(entry.key());
-                entry.insert(Slot {
-                    row: None,
-                    work: index,
-                });
-                index
-            }
-        };
-        index - 1
+            work.len() - 1
+        })
     }
 
     /// Ends the batch: appends one diff per touched key whose row changed.
     pub(crate) fn finish(&mut self, diffs: &mut Vec<Diff>) -> Result<(), EvalError> {
-        let mut outcome = Ok(());
         self.last = None;
+        if self.index.len() > WORK_KEPT {
+            self.index = Map::default();
+        } else {
+            self.index.clear();
+        }
+        let mut outcome = Ok(());
         for (key, rows) in self.work.drain(..) {
-            let Some(slot) = self.current.get_mut(&key) else {
-                continue;
-            };
-            slot.work = 0;
             if outcome.is_err() {
                 continue;
             }
-            let after = match settle(&key, slot.row.as_ref(), rows) {
-                Ok(Settled::Same) if slot.row.is_some() => continue,
-                Ok(Settled::Same) => None,
-                Ok(Settled::Row(row)) => row,
-                Err(error) => {
-                    outcome = Err(error);
-                    continue;
+            match settle(key, rows) {
+                Ok(Some(diff)) => {
+                    match &diff {
+                        Diff::Added { .. } => self.len += 1,
+                        Diff::Deleted { .. } => self.len = self.len.saturating_sub(1),
+                        Diff::Updated { .. } => {}
+                    }
+                    diffs.push(diff);
                 }
-            };
-            match (slot.row.take(), after) {
-                (None, Some(row)) => {
-                    slot.row = Some(row.clone());
-                    diffs.push(Diff::Added { key, row });
-                }
-                (Some(before), Some(after)) => {
-                    slot.row = Some(after.clone());
-                    diffs.push(Diff::Updated { key, before, after });
-                }
-                (Some(before), None) => {
-                    self.current.remove(&key);
-                    diffs.push(Diff::Deleted { key, before });
-                }
-                // Added and retracted within the batch: the key was never in the result.
-                (None, None) => {
-                    self.current.remove(&key);
-                }
+                Ok(None) => {}
+                Err(error) => outcome = Err(error),
             }
         }
         outcome
     }
 }
 
-/// What a touched key's rows come to.
-enum Settled {
-    /// The held row (or none) stays.
-    Same,
-    /// The key's row is now this (`None`: no row).
-    Row(Option<Tuple>),
+/// A touched key's diff from its rows' net weights: a key loses at most one row and gains at
+/// most one; anything else is an inconsistency.
+fn settle(key: Tuple, mut rows: Rows) -> Result<Option<Diff>, EvalError> {
+    if let [(_, 1), (_, -1)] = rows.as_slice() {
+        rows.swap(0, 1);
+    }
+    if !matches!(
+        rows.as_slice(),
+        [] | [(_, 1)] | [(_, -1)] | [(_, -1), (_, 1)]
+    ) {
+        return Err(EvalError::Inconsistent(format!(
+            "result key {key:?} nets to {rows:?} in one batch"
+        )));
+    }
+    let mut rows = rows.into_iter();
+    Ok(match (rows.next(), rows.next()) {
+        (Some((row, 1)), None) => Some(Diff::Added { key, row }),
+        (Some((before, _)), None) => Some(Diff::Deleted { key, before }),
+        (Some((before, _)), Some((after, _))) => Some(Diff::Updated { key, before, after }),
+        (None, _) => None,
+    })
 }
 
-/// Weighs a key's batch rows against its held row (weight 1): a key ends with one row of
-/// weight 1 or none, anything else is an inconsistency.
-fn settle(key: &Tuple, held: Option<&Tuple>, mut rows: Rows) -> Result<Settled, EvalError> {
-    let mut held_weight = i64::from(held.is_some());
-    if let Some(held) = held
-        && let Some(place) = rows.iter().position(|(row, _)| row == held)
-    {
-        held_weight += rows.swap_remove(place).1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datum::Datum;
+
+    fn tuple(values: &[i64]) -> Tuple {
+        values.iter().map(|v| Datum::Int(*v)).collect()
     }
-    match (held_weight, rows.as_slice()) {
-        (1, []) => Ok(Settled::Same),
-        (0, []) if held.is_none() => Ok(Settled::Same),
-        (0, []) => Ok(Settled::Row(None)),
-        (0, [(_, 1)]) => Ok(Settled::Row(rows.pop().map(|(row, _)| row))),
-        _ => Err(EvalError::Inconsistent(format!(
-            "result key {key:?} holds {:?} beside {rows:?}",
-            held.map(|row| (row, held_weight))
-        ))),
+
+    fn batch(deltas: &[(i64, &[i64], i64)]) -> Result<Vec<Diff>, EvalError> {
+        let mut projected = Projected::default();
+        for (key, row, weight) in deltas {
+            projected.add(tuple(&[*key]), tuple(row), *weight);
+        }
+        let mut diffs = Vec::new();
+        projected.finish(&mut diffs).map(|()| diffs)
+    }
+
+    #[test]
+    fn net_weights_make_one_diff_per_key() {
+        let diffs = batch(&[
+            (1, &[10], 1),
+            (2, &[20], -1),
+            (2, &[21], 1),
+            (3, &[30], -1),
+            (4, &[40], 1),
+            (4, &[40], -1),
+            (5, &[50], -1),
+            (5, &[50], 1),
+        ]);
+        let expected = vec![
+            Diff::Added {
+                key: tuple(&[1]),
+                row: tuple(&[10]),
+            },
+            Diff::Updated {
+                key: tuple(&[2]),
+                before: tuple(&[20]),
+                after: tuple(&[21]),
+            },
+            Diff::Deleted {
+                key: tuple(&[3]),
+                before: tuple(&[30]),
+            },
+        ];
+        assert_eq!(diffs.ok(), Some(expected));
+    }
+
+    #[test]
+    fn an_addition_before_the_retraction_is_still_an_update() {
+        let diffs = batch(&[(1, &[11], 1), (1, &[10], -1)]);
+        let expected = Diff::Updated {
+            key: tuple(&[1]),
+            before: tuple(&[10]),
+            after: tuple(&[11]),
+        };
+        assert_eq!(diffs.ok(), Some(vec![expected]));
+    }
+
+    #[test]
+    fn two_rows_under_one_key_are_refused() {
+        let diffs = batch(&[(1, &[10], 1), (1, &[11], 1)]);
+        assert!(matches!(diffs, Err(EvalError::Inconsistent(_))));
+    }
+
+    #[test]
+    fn the_count_follows_additions_and_deletions() {
+        let mut projected = Projected::default();
+        projected.add(tuple(&[1]), tuple(&[10]), 1);
+        projected.add(tuple(&[2]), tuple(&[20]), 1);
+        projected.finish(&mut Vec::new()).ok();
+        projected.add(tuple(&[1]), tuple(&[10]), -1);
+        projected.finish(&mut Vec::new()).ok();
+        assert_eq!(projected.len(), 1);
     }
 }

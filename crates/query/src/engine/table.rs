@@ -99,6 +99,11 @@ impl TableInput {
         self.columns.len()
     }
 
+    /// The rows kept, in no order.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = &Tuple> {
+        self.rows.iter().map(|row| &row.tuple)
+    }
+
     /// Rows kept.
     pub(crate) fn len(&self) -> usize {
         self.rows.len()

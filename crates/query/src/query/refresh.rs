@@ -10,6 +10,7 @@ use std::collections::hash_map::Entry;
 use surefoot_core_model::{AckToken, Batch, Change, Position, Row};
 
 use super::ContinuousQuery;
+use crate::error::EvalError;
 
 impl ContinuousQuery {
     /// The key columns of `row` (a result row, or a change's key), if it has them all.
@@ -23,8 +24,12 @@ impl ContinuousQuery {
 
     /// A result batch with the current state of each of `keys` (see the module docs), whose
     /// token `on_settled` follows like any result batch's; `None` for no keys. Duplicate keys
-    /// are sent once.
-    pub(crate) fn refresh(&mut self, keys: &[Row], on_settled: AckToken) -> Option<Batch> {
+    /// are sent once. An error (the state is inconsistent) settles `on_settled` failed.
+    pub(crate) fn refresh(
+        &mut self,
+        keys: &[Row],
+        on_settled: AckToken,
+    ) -> Result<Option<Batch>, EvalError> {
         // By their debug text: values hold floats, so rows do not hash.
         let mut wanted: Vec<&Row> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -36,10 +41,17 @@ impl ContinuousQuery {
         }
         if wanted.is_empty() {
             on_settled.delivered();
-            return None;
+            return Ok(None);
         }
+        let result = match self.engine.result() {
+            Ok(result) => result,
+            Err(error) => {
+                on_settled.failed();
+                return Err(error);
+            }
+        };
         let mut current: Vec<Option<Row>> = vec![None; wanted.len()];
-        for (key, row) in self.engine.result() {
+        for (key, row) in &result {
             let text = format!("{:?}", self.key_row(key));
             if let Some(at) = index.get(&text) {
                 current[*at] = Some(self.row(key, row));
@@ -62,13 +74,13 @@ impl ContinuousQuery {
             })
             .collect();
         let last = Position::Sequence(self.next_sequence - 1);
-        Some(Batch {
+        Ok(Some(Batch {
             source: self.id.clone(),
             first,
             last,
             commit_time: None,
             changes: changes.into(),
             ack: self.settler.output(on_settled),
-        })
+        }))
     }
 }

@@ -443,6 +443,21 @@ impl Differential {
                     "after transaction {number}: ours {ours:?}\n  PostgreSQL {theirs:?}\n  statements {statements:?}"
                 ));
             }
+            let mut current: Vec<Vec<Option<String>>> = query
+                .result()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|row| {
+                    let texts = row.columns().iter().map(|c| value_text(&c.value));
+                    texts.take(width).collect()
+                })
+                .collect();
+            current.sort();
+            if current != ours {
+                return Err(format!(
+                    "after transaction {number}: the current result {current:?}\n  the folded diffs {ours:?}"
+                ));
+            }
             checked += 1;
         }
         Ok(checked)

@@ -15,7 +15,7 @@ pub(super) fn no_query(id: &str) -> Response {
     (StatusCode::NOT_FOUND, body).into_response()
 }
 
-#[utoipa::path(get, path = "/api/v1/queries/{id}/results", tag = "queries", params(("id" = String, Path, description = "The query")), responses((status = 200, description = "The current result rows"), (status = 404, description = "No such query"), (status = 401, description = "No valid bearer token")))]
+#[utoipa::path(get, path = "/api/v1/queries/{id}/results", tag = "queries", params(("id" = String, Path, description = "The query")), responses((status = 200, description = "The current result rows"), (status = 404, description = "No such query"), (status = 500, description = "The result could not be evaluated from the query's state"), (status = 401, description = "No valid bearer token")))]
 pub(super) async fn results(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
     let Some(commands) = state.manager.commands(&id) else {
         return no_query(&id);
@@ -29,7 +29,11 @@ pub(super) async fn results(State(state): State<ApiState>, Path(id): Path<String
             .into_response();
     }
     match timeout("query results", PROBE_LIMIT * 5, answer).await {
-        Ok(Ok(rows)) => Json(rows).into_response(),
+        Ok(Ok(Ok(rows))) => Json(rows).into_response(),
+        Ok(Ok(Err(reason))) => {
+            let body = Json(serde_json::json!({ "error": reason }));
+            (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+        }
         Ok(Err(_)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "the query is not running\n",

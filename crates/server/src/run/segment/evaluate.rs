@@ -119,7 +119,18 @@ impl Evaluation<'_> {
         let (Some(query), Some(output)) = (self.query.as_deref(), self.outputs.get(id)) else {
             return true;
         };
-        let snapshot = snapshot(query);
+        let snapshot = match snapshot(query) {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                let query_id = query.query().id().to_string();
+                let reason = format!("the current result for reaction `{id}`: {error}");
+                tracing::error!(query = %query_id, %reason, "the query cannot join a reaction");
+                self.launcher
+                    .registry
+                    .set(&query_id, State::Failed, Some(reason));
+                return false;
+            }
+        };
         match join(id, snapshot, output, &self.launcher.writers).await {
             Some(held) => {
                 self.joined.insert(id.to_owned(), held);
@@ -247,11 +258,14 @@ impl Evaluation<'_> {
                 let _unasked = reply.send(());
             }
             Command::Results(reply) => {
-                let rows = self
-                    .query
-                    .as_deref()
-                    .map(|q| q.query().result())
-                    .unwrap_or_default();
+                let rows = match self.query.as_deref() {
+                    Some(query) => query.query().result().map_err(|error| {
+                        tracing::error!(query = %query.query().id(), %error,
+                            "the query's current result could not be evaluated");
+                        error.to_string()
+                    }),
+                    None => Ok(Vec::new()),
+                };
                 let _unasked = reply.send(rows);
             }
             Command::Refresh(_, reply) => {

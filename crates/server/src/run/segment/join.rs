@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use surefoot_core_lifecycle::timeout;
 use surefoot_core_model::{AckToken, Batch, BatchSender, Change, Position};
-use surefoot_query::DurableQuery;
+use surefoot_query::{DurableQuery, EvalError};
 
 use crate::run::writers::Writers;
 
@@ -27,8 +27,9 @@ pub(super) fn sequence_of(position: Position) -> u64 {
     }
 }
 
-/// The snapshot batch of `query`'s current result, at its last sequence.
-pub(super) fn snapshot(query: &DurableQuery) -> (u64, Batch) {
+/// The snapshot batch of `query`'s current result, at its last sequence; an error if the
+/// result cannot be evaluated from the query's state (it is inconsistent).
+pub(super) fn snapshot(query: &DurableQuery) -> Result<(u64, Batch), EvalError> {
     let query = query.query();
     let last = query.next_sequence().saturating_sub(1);
     let position = Position::Sequence(last);
@@ -36,7 +37,7 @@ pub(super) fn snapshot(query: &DurableQuery) -> (u64, Batch) {
     let mut changes = vec![Change::truncate(position, table.clone())];
     changes.extend(
         query
-            .result()
+            .result()?
             .into_iter()
             .map(|row| Change::insert(position, table.clone(), row)),
     );
@@ -49,7 +50,7 @@ pub(super) fn snapshot(query: &DurableQuery) -> (u64, Batch) {
         // Not in the query's log: if it is lost the segment sends a new one.
         ack: AckToken::detached(),
     };
-    (last, batch)
+    Ok((last, batch))
 }
 
 /// Sends reaction `id` the snapshot (made by [`snapshot`]) unless its writer already holds

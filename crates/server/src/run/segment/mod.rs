@@ -41,7 +41,7 @@ pub(crate) struct QuerySpec {
 #[derive(Debug)]
 pub(crate) enum Command {
     /// The query's current result.
-    Results(oneshot::Sender<Vec<Row>>),
+    Results(oneshot::Sender<Result<Vec<Row>, String>>),
     /// Stop taking input (what was taken is finished; the source holds the rest), then reply.
     Pause(oneshot::Sender<()>),
     /// Take input again, then reply.
