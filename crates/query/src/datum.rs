@@ -155,24 +155,29 @@ impl Ord for Datum {
 }
 
 impl Hash for Datum {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.rank().hash(state);
+        // One write per value: keys are hashed on every delta. Equal numbers of different
+        // kinds must hash alike, so integral numbers hash as their integer and the rest by
+        // their f64 bits; other kinds mix in their rank, as numbers and the rest never
+        // compare equal.
         match self {
-            Datum::Null => {}
-            Datum::Bool(b) => b.hash(state),
-            // Equal numbers of different kinds must hash alike: integral values hash as
-            // integers, the rest by their f64 bits.
-            Datum::Int(int) => int.hash(state),
+            Datum::Int(int) => state.write_u64(*int as u64),
             Datum::Float(_) | Datum::Numeric(_) => {
                 let float = self.as_f64().unwrap_or(f64::NAN);
                 if float.fract() == 0.0 && float.abs() < 9.0e18 {
-                    (float as i64).hash(state);
+                    state.write_u64(float as i64 as u64);
                 } else {
-                    float.to_bits().hash(state);
+                    state.write_u64(float.to_bits());
                 }
             }
+            Datum::Null => state.write_u8(0),
+            Datum::Bool(b) => state.write_u8(2 + u8::from(*b)),
             Datum::Text(text) => text.hash(state),
-            Datum::Opaque(opaque) => opaque.0.hash(state),
+            Datum::Opaque(opaque) => {
+                state.write_u8(4);
+                opaque.0.hash(state);
+            }
         }
     }
 }

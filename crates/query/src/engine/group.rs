@@ -116,11 +116,13 @@ impl Group {
 
     /// The current aggregate values.
     pub(crate) fn values(&self, aggregates: &[Aggregate]) -> Result<Tuple, EvalError> {
-        aggregates
-            .iter()
-            .zip(&self.states)
-            .map(|(aggregate, state)| value(aggregate.kind, state))
-            .collect()
+        // A loop, not `collect` into a `Result`: this runs per touched group per batch, and
+        // the loop is several times cheaper.
+        let mut values = Tuple::with_capacity(aggregates.len());
+        for (aggregate, state) in aggregates.iter().zip(&self.states) {
+            values.push(value(aggregate.kind, state)?);
+        }
+        Ok(values)
     }
 }
 

@@ -64,6 +64,11 @@ impl Grouped {
         self.groups.len()
     }
 
+    /// Groups the batch in progress touched.
+    pub(crate) fn touched(&self) -> usize {
+        self.touched.len()
+    }
+
     /// The group of `key`, made if new, marked touched.
     fn touch(&mut self, key: Tuple, aggregates: &[Aggregate]) -> &mut Group {
         let touched = &mut self.touched;
@@ -182,10 +187,9 @@ fn row_of(key: &[Datum], group: &Group, shape: &Shape<'_>) -> Result<Option<Tupl
     {
         return Ok(None);
     }
-    shape
-        .columns
-        .iter()
-        .map(|c| c.expr.eval(&context))
-        .collect::<Result<Tuple, _>>()
-        .map(Some)
+    let mut row = Tuple::with_capacity(shape.columns.len());
+    for column in shape.columns {
+        row.push(column.expr.eval(&context)?);
+    }
+    Ok(Some(row))
 }

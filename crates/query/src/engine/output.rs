@@ -92,7 +92,7 @@ impl Results {
 
     /// Ends the batch: one diff per touched key whose row changed.
     pub(crate) fn finish(&mut self, plan: &Plan) -> Result<Vec<Diff>, EvalError> {
-        let mut diffs = Vec::new();
+        let mut diffs = Vec::with_capacity(self.projected.touched() + self.grouped.touched());
         match &plan.output {
             Output::Project { .. } => self.projected.finish(&mut diffs)?,
             Output::Group {

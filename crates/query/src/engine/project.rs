@@ -42,6 +42,11 @@ impl Projected {
         self.len
     }
 
+    /// Keys the batch in progress touched.
+    pub(crate) fn touched(&self) -> usize {
+        self.work.len()
+    }
+
     /// Adds `weight` of `row` under `key`.
     pub(crate) fn add(&mut self, key: Tuple, row: Tuple, weight: i64) {
         let index = match self.last {
