@@ -8,6 +8,10 @@
 //! (values and join columns; no key changes) and deletes with re-inserts, in batches of 100
 //! changes. Three runs each, alternating; the median is reported.
 //!
+//! The ratio is of wall-clock rates. Beside it, the ratio of the threads' CPU times: on a busy
+//! machine the wall clock also counts time other processes held the core, and the CPU-time
+//! ratio shows how much of a ratio's swing is that.
+//!
 //! Run: `cargo bench -p surefoot-query --bench throughput`; `SUREFOOT_BENCH_ONLY=filter|join|group-by`
 //! runs one query.
 
@@ -267,6 +271,21 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
+/// The CPU time this thread has used: unlike the wall clock, it does not count the time
+/// other processes on a busy machine held the core.
+fn thread_cpu_time() -> Duration {
+    let spec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .expect("the thread CPU-time clock");
+    Duration::from(spec)
+}
+
+/// Wall and CPU time of `work`, and its result.
+fn timed<T>(work: impl FnOnce() -> T) -> (Duration, Duration, T) {
+    let (wall, cpu) = (Instant::now(), thread_cpu_time());
+    let result = work();
+    (wall.elapsed(), thread_cpu_time() - cpu, result)
+}
+
 fn main() {
     let batches = workload();
     let shared: Vec<std::sync::Arc<[Change]>> = batches.iter().map(|b| b.clone().into()).collect();
@@ -292,14 +311,17 @@ fn main() {
             continue;
         }
         let (mut our_times, mut limit_times) = (Vec::new(), Vec::new());
+        let (mut our_cpu, mut limit_cpu) = (Vec::new(), Vec::new());
         let (mut our_diffs, mut limit_diffs) = (0, 0);
         for _ in 0..REPS {
-            let started = Instant::now();
-            limit_diffs = limit(&batches);
-            limit_times.push(started.elapsed());
-            let started = Instant::now();
-            our_diffs = ours(sql, &shared);
-            our_times.push(started.elapsed());
+            let (wall, cpu, diffs) = timed(|| limit(&batches));
+            limit_times.push(wall);
+            limit_cpu.push(cpu);
+            limit_diffs = diffs;
+            let (wall, cpu, diffs) = timed(|| ours(sql, &shared));
+            our_times.push(wall);
+            our_cpu.push(cpu);
+            our_diffs = diffs;
         }
         assert_eq!(
             our_diffs, limit_diffs,
@@ -307,8 +329,9 @@ fn main() {
         );
         let rate = |t: Duration| changes as f64 / t.as_secs_f64();
         let (our_rate, limit_rate) = (rate(median(our_times)), rate(median(limit_times)));
+        let cpu_ratio = median(limit_cpu).as_secs_f64() / median(our_cpu).as_secs_f64();
         println!(
-            "{name:9} ours {our_rate:>11.0} changes/s ({our_diffs} diffs)   hand-written {limit_rate:>11.0} changes/s ({limit_diffs} diffs)   ratio {:.2}",
+            "{name:9} ours {our_rate:>11.0} changes/s ({our_diffs} diffs)   hand-written {limit_rate:>11.0} changes/s ({limit_diffs} diffs)   ratio {:.2}   (CPU-time ratio {cpu_ratio:.2})",
             our_rate / limit_rate
         );
     }

@@ -181,12 +181,12 @@ impl Engine {
     }
 
     /// Applies the changes of one batch and returns its diffs, by key.
-    pub(crate) fn apply(
+    pub(crate) fn apply<'c>(
         &mut self,
-        changes: &[&Change],
+        changes: impl IntoIterator<Item = &'c Change>,
         is_input: impl Fn(&Change, usize) -> bool,
     ) -> Result<Vec<Diff>, EvalError> {
-        for change in changes.iter().copied() {
+        for change in changes {
             for index in 0..self.tables.len() {
                 if is_input(change, index) {
                     self.apply_change(index, change)?;

@@ -71,11 +71,10 @@ impl Results {
 
     /// A projected row with its weight, keyed by the wide tuple's table keys.
     pub(crate) fn add_row(&mut self, wide: &Wide<'_>, row: Tuple, weight: i64) {
-        let key: Tuple = self
-            .key_positions
-            .iter()
-            .map(|p| wide.at(*p).clone())
-            .collect();
+        let mut key = Tuple::with_capacity(self.key_positions.len());
+        for position in &self.key_positions {
+            key.push(wide.at(*position).clone());
+        }
         self.projected.add(key, row, weight);
     }
 
