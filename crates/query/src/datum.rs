@@ -192,6 +192,3 @@ pub type Tuple = smallvec::SmallVec<[Datum; 4]>;
 /// A hash map of the query's state: foldhash, seeded per map (minimal DoS resistance, much
 /// faster than SipHash on tuples).
 pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
-/// A hash set of the query's state, hashed as [`Map`].
-pub(crate) type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

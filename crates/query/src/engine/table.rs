@@ -6,9 +6,9 @@
 
 use surefoot_core_model::{Change, Operation, Row};
 
-use crate::datum::{Datum, Set, Tuple};
+use crate::datum::{Datum, Tuple};
 use crate::engine::columns::Columns;
-use crate::engine::kept::KeptRow;
+use crate::engine::kept::{KeptRows, Updated};
 use crate::error::EvalError;
 use crate::plan::PlanTable;
 
@@ -29,7 +29,7 @@ pub(crate) struct Touched {
 #[derive(Debug)]
 pub(crate) struct TableInput {
     columns: Columns,
-    rows: Set<KeptRow>,
+    rows: KeptRows,
     /// Whether changed keys are recorded (for a durable copy of the rows).
     tracking: bool,
     /// Keys changed since the last `take_touched`, when tracking.
@@ -40,8 +40,8 @@ pub(crate) struct TableInput {
 impl TableInput {
     pub(crate) fn new(table: &PlanTable) -> Self {
         Self {
+            rows: KeptRows::new(table.key_len()),
             columns: Columns::new(table),
-            rows: Set::default(),
             tracking: false,
             touched: Vec::new(),
             truncated: false,
@@ -61,7 +61,7 @@ impl TableInput {
         let rows = keys
             .into_iter()
             .map(|key| {
-                let row = self.rows.get(&key[..]).map(|row| row.tuple.clone());
+                let row = self.rows.get(&key[..]).cloned();
                 (key, row)
             })
             .collect();
@@ -101,7 +101,7 @@ impl TableInput {
 
     /// The rows kept, in no order.
     pub(crate) fn rows(&self) -> impl Iterator<Item = &Tuple> {
-        self.rows.iter().map(|row| &row.tuple)
+        self.rows.iter()
     }
 
     /// Rows kept.
@@ -111,9 +111,8 @@ impl TableInput {
 
     /// Keeps `row`, replacing the row of its key if one is held; appends the deltas.
     fn keep(&mut self, row: Tuple, out: &mut Vec<Delta>) {
-        let key_len = self.columns.key_len();
-        if let Some(old) = self.rows.replace(KeptRow::new(row.clone(), key_len)) {
-            out.push((old.tuple, -1));
+        if let Some(old) = self.rows.replace(row.clone()) {
+            out.push((old, -1));
         }
         out.push((row, 1));
     }
@@ -147,12 +146,12 @@ impl TableInput {
                     return Err(self.missing("delete", &old_key));
                 };
                 self.touch(&old_key);
-                out.push((old.tuple, -1));
+                out.push((old, -1));
             }
             Operation::Truncate => {
                 self.touched.clear();
                 self.truncated = true;
-                out.extend(self.rows.drain().map(|row| (row.tuple, -1)));
+                out.extend(self.rows.drain().map(|row| (row, -1)));
             }
         }
         Ok(())
@@ -178,20 +177,20 @@ impl TableInput {
             let Some(held) = self.rows.get(key) else {
                 return Err(self.missing("update", key));
             };
-            self.columns.fill(after, &mut new, &held.tuple);
+            self.columns.fill(after, &mut new, held);
         }
         let old_key = match old_key {
             Some(old_key) if old_key[..] != new[..key_len] => old_key,
             _ => {
                 // The common case: the key stays; the row replaces the held one.
                 self.touch(&new[..key_len]);
-                let kept = KeptRow::new(new.clone(), key_len);
-                let Some(held) = self.rows.replace(kept) else {
-                    return Err(self.missing("update", &new[..key_len]));
-                };
-                if held.tuple != new {
-                    out.push((held.tuple, -1));
-                    out.push((new, 1));
+                match self.rows.update(&new) {
+                    Updated::Missing => return Err(self.missing("update", &new[..key_len])),
+                    Updated::Same => {}
+                    Updated::Replaced(held) => {
+                        out.push((held, -1));
+                        out.push((new, 1));
+                    }
                 }
                 return Ok(());
             }
@@ -201,10 +200,10 @@ impl TableInput {
         let Some(old) = self.rows.take(&old_key[..]) else {
             return Err(self.missing("update", &old_key));
         };
-        if let Some(displaced) = self.rows.replace(KeptRow::new(new.clone(), key_len)) {
-            out.push((displaced.tuple, -1));
+        if let Some(displaced) = self.rows.replace(new.clone()) {
+            out.push((displaced, -1));
         }
-        out.push((old.tuple, -1));
+        out.push((old, -1));
         out.push((new, 1));
         Ok(())
     }
