@@ -26,6 +26,10 @@ impl Context for GroupContext<'_> {
     }
 }
 
+/// The touched-key list above this capacity (after a restore) is freed, not kept for the next
+/// batch.
+const TOUCHED_KEPT: usize = 4096;
+
 /// What a grouped query outputs: its aggregates, HAVING and SELECT columns.
 pub(crate) struct Shape<'a> {
     pub(crate) aggregates: &'a [Aggregate],
@@ -140,7 +144,10 @@ impl Grouped {
                 (None, None) => continue,
             });
         }
-        self.touched = touched;
+        // Kept for the next batch, unless a restore made it as large as the groups.
+        if touched.capacity() <= TOUCHED_KEPT {
+            self.touched = touched;
+        }
         outcome
     }
 }

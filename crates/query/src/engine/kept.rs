@@ -49,8 +49,7 @@ impl KeptRows {
     /// The row of `key`.
     pub(crate) fn get(&self, key: &[Datum]) -> Option<&Tuple> {
         let key_len = self.key_len;
-        self.rows
-            .find(self.hash(key), |row| row[..key_len] == *key)
+        self.rows.find(self.hash(key), |row| row[..key_len] == *key)
     }
 
     /// Removes and returns the row of `key`.

@@ -18,8 +18,9 @@ use crate::error::EvalError;
 /// The rows a batch added to one key, with their net weights (none zero).
 type Rows = SmallVec<[(Tuple, i64); 2]>;
 
-/// A batch's work map above this many keys (after a restore, say) is dropped rather than
-/// cleared: clearing costs its capacity, on every batch after.
+/// A batch's work above this many keys (after a restore, say) is freed rather than kept for
+/// the next batch: clearing a map costs its capacity, on every batch after, and the memory
+/// would stay taken.
 const WORK_KEPT: usize = 4096;
 
 /// The batch in progress of a projection, and the size of its result.
@@ -100,6 +101,9 @@ impl Projected {
                 Ok(None) => {}
                 Err(error) => outcome = Err(error),
             }
+        }
+        if self.work.capacity() > WORK_KEPT {
+            self.work = Vec::new();
         }
         outcome
     }
