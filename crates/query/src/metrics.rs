@@ -7,7 +7,7 @@
 //! | `surefoot.query.duplicate_batches` | counter | input batches skipped as already applied |
 //! | `surefoot.query.diffs` | counter | result diffs emitted |
 //! | `surefoot.query.failures` | counter | batches the query failed on (it then stops) |
-//! | `surefoot.query.state_rows` | gauge | rows of state: input rows kept, join indexes, result rows |
+//! | `surefoot.query.state_rows` | gauge | rows of state: input rows kept, join indexes, result rows (counted, not held, for a projection) |
 //! | `surefoot.query.evaluation.seconds` | histogram | evaluation time per input batch |
 //! | `surefoot.query.lag.seconds` | histogram | from the source's commit time to the end of evaluation |
 //!

@@ -112,7 +112,8 @@ impl Engine {
         &self.plan
     }
 
-    /// Rows of state held: input rows, join indexes, result rows.
+    /// Rows of state: input rows, join indexes, result rows (a projection counts its result
+    /// rows without holding them).
     pub(crate) fn state_rows(&self) -> usize {
         self.tables.iter().map(TableInput::len).sum::<usize>()
             + self.joins.iter().map(join::JoinOp::len).sum::<usize>()
