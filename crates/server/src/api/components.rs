@@ -114,12 +114,35 @@ pub(super) async fn start_source(
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/sources/{id}/snapshot", tag = "sources", params(("id" = String, Path, description = "The PostgreSQL source")), responses((status = 200, description = "Every table of the source copied again to every consumer (their copies were emptied, then filled); the source streams on after the snapshot"), (status = 202, description = "Under way: it goes on"), (status = 404, description = "No such PostgreSQL source"), (status = 401, description = "No valid bearer token")))]
+/// The body of a snapshot on demand: the tables to copy (`schema.table`, or `table` in
+/// `public`). With no body, every table of the source is copied.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SnapshotTables {
+    /// The tables to copy again.
+    tables: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/sources/{id}/snapshot", tag = "sources", params(("id" = String, Path, description = "The PostgreSQL source")), request_body(content = Option<SnapshotTables>, description = "The tables to copy; no body copies every table", content_type = "application/json"), responses((status = 200, description = "The tables (every table of the source, with no body) copied again to every consumer (their copies were emptied, then filled); the source streams on after the snapshot"), (status = 202, description = "Under way: it goes on"), (status = 404, description = "No such PostgreSQL source"), (status = 422, description = "A table the source does not have, or a body that is not `{\"tables\": [...]}`"), (status = 401, description = "No valid bearer token")))]
 pub(super) async fn snapshot_source(
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    body: String,
 ) -> Response {
-    match state.manager.snapshot_source(&id).await {
+    let tables = if body.trim().is_empty() {
+        None
+    } else {
+        match serde_json::from_str::<SnapshotTables>(&body) {
+            Ok(named) => Some(named.tables),
+            Err(error) => {
+                return refused(Refusal {
+                    status: 422,
+                    problems: vec![format!("body: {error}")],
+                });
+            }
+        }
+    };
+    match state.manager.snapshot_source(&id, tables).await {
         Ok(Some(rows)) => Json(serde_json::json!({ "id": id, "rows": rows })).into_response(),
         Ok(None) => (
             StatusCode::ACCEPTED,

@@ -89,26 +89,11 @@ pub(crate) async fn snapshot_for_late_query(
 }
 
 fn write_marker(path: &Path) -> Result<(), RunError> {
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::File::create(path)?.sync_all()?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|error| RunError::State(format!("{}: {error}", path.display())))
+    super::state_file::write_durably(path, b"")
+        .map_err(|error| RunError::State(format!("{}: {error}", path.display())))
 }
 
 fn remove_marker(path: &Path) -> Result<(), RunError> {
-    let remove = || -> std::io::Result<()> {
-        std::fs::remove_file(path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    remove().map_err(|error| RunError::State(format!("{}: {error}", path.display())))
+    super::state_file::remove_durably(path)
+        .map_err(|error| RunError::State(format!("{}: {error}", path.display())))
 }

@@ -10,6 +10,7 @@ mod fanout;
 mod http_source;
 mod late;
 mod logging;
+mod on_demand;
 mod manager;
 mod metrics;
 mod plan;
@@ -17,8 +18,11 @@ mod progress;
 mod registry;
 mod resnapshot;
 mod segment;
+mod skip;
 mod snapshot;
 mod source;
+mod state_file;
+mod table_snapshot;
 mod writers;
 
 use std::process::ExitCode;
@@ -174,16 +178,17 @@ fn spawn(
             .map_err(spawn_error)?;
     }
     let mut fan_out_commands = std::collections::BTreeMap::new();
-    for (source, input, consumers, registry) in pipeline
-        .fan_outs
-        .into_iter()
-        .map(|(s, i, c)| (s, i, c, pipeline.registry.clone()))
-    {
+    for (source, input, consumers, skips) in pipeline.fan_outs {
         let (commands, commands_in) = tokio::sync::mpsc::channel(8);
         fan_out_commands.insert(source.clone(), commands);
-        work.spawn(format!("fan-out-{source}"), move |_| {
-            fanout::fan_out(source, input, consumers, commands_in, registry)
-        })
+        let fan_out = fanout::FanOut {
+            source: source.clone(),
+            consumers,
+            commands: commands_in,
+            skips,
+            registry: pipeline.registry.clone(),
+        };
+        work.spawn(format!("fan-out-{source}"), move |_| fan_out.run(input))
         .map_err(spawn_error)?;
     }
     for task in pipeline.http_sources {

@@ -39,7 +39,12 @@ pub(crate) struct Pipeline {
     /// Commands to each PostgreSQL source.
     pub(crate) source_commands: BTreeMap<String, mpsc::Sender<super::source::SourceCommand>>,
     /// Per source: its output's receiving end and the consumers' inputs.
-    pub(crate) fan_outs: Vec<(String, surefoot_core_model::BatchReceiver, Consumers)>,
+    pub(crate) fan_outs: Vec<(
+        String,
+        surefoot_core_model::BatchReceiver,
+        Consumers,
+        super::skip::SkipReceiver,
+    )>,
     pub(crate) segments: Vec<SegmentTask>,
     /// Commands to the segment of each query.
     pub(crate) commands: BTreeMap<String, mpsc::Sender<Command>>,
@@ -193,10 +198,12 @@ pub(crate) async fn plan(
     for (pg, library) in source_configs {
         let (output, receiver) = batch_channel(CONSUMER_QUEUE);
         registry.add(&pg.id, Kind::Source);
+        let (skips, skipped) = super::skip::skip_channel();
         fan_outs.push((
             pg.id.clone(),
             receiver,
             inputs.remove(&pg.id).unwrap_or_default(),
+            skipped,
         ));
         let (command, commands_in) = mpsc::channel(4);
         source_commands.insert(pg.id.clone(), command);
@@ -213,16 +220,20 @@ pub(crate) async fn plan(
                 .get(&pg.id)
                 .map(|schemas| schemas.iter().map(|schema| schema.table.clone()).collect())
                 .unwrap_or_default(),
+            skips,
         });
     }
     let mut http_sources = Vec::new();
     for http in http_configs {
         let (output, receiver) = batch_channel(CONSUMER_QUEUE);
         registry.add(&http.id, Kind::Source);
+        // An HTTP source takes no snapshot: its fan-out never drops a change.
+        let (_never, skipped) = super::skip::skip_channel();
         fan_outs.push((
             http.id.clone(),
             receiver,
             inputs.remove(&http.id).unwrap_or_default(),
+            skipped,
         ));
         http_sources.push(HttpTask {
             config: http_config(&http),

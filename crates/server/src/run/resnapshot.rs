@@ -1,8 +1,8 @@
 //! A snapshot on demand (`POST /api/v1/sources/{id}/snapshot`): every table of a source copied
 //! again to every consumer, for a target that drifted. Every table, because the slot then moves
 //! past the snapshot: a change committed between the last watermark and the snapshot reaches
-//! the consumers only inside it. (Copying one table would need the stream held exactly at the
-//! snapshot's consistent point instead, which is not built.) The source stops streaming (its final
+//! the consumers only inside it. (Some tables are copied differently: see `table_snapshot`.)
+//! The source stops streaming (its final
 //! watermark W is confirmed: every consumer delivered what it took), a temporary slot with an
 //! exported snapshot is taken now (its consistent point C is after everything sent), and every
 //! consumer is sent, through the source's fan-out, one batch truncating the tables and then

@@ -189,20 +189,7 @@ pub(crate) fn counted(mut batch: Batch, tally: &Arc<watch::Sender<Tally>>) -> Ba
 /// Records the bootstrap of `source` as complete (written to a temporary file, synced, renamed).
 pub(crate) fn record_bootstrap(state_dir: &Path, source: &str, rows: u64) -> Result<(), RunError> {
     let path = marker_path(state_dir, source);
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let temporary = path.with_extension("tmp");
-        let text = format!("{{\"source\":{source:?},\"rows\":{rows}}}\n");
-        let file = std::fs::File::create(&temporary)?;
-        std::io::Write::write_all(&mut &file, text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|error| RunError::State(format!("{}: {error}", path.display())))
+    let text = format!("{{\"source\":{source:?},\"rows\":{rows}}}\n");
+    super::state_file::write_durably(&path, text.as_bytes())
+        .map_err(|error| RunError::State(format!("{}: {error}", path.display())))
 }

@@ -13,7 +13,7 @@ use super::error::{RunError, chain};
 use super::late::{LateQuery, snapshot_for_late_query};
 use super::progress::CatchUp;
 use super::registry::{Registry, State};
-use super::resnapshot::{advance_slot, resnapshot};
+use super::skip::SkipSender;
 use super::snapshot::{SnapshotDelivered, bootstrap, marker_path, record_bootstrap};
 
 /// How often a streaming source's pending work and progress are read.
@@ -28,9 +28,9 @@ pub(crate) enum SourceCommand {
     Stop(oneshot::Sender<Result<(), String>>),
     /// Stream again, then reply.
     Start(oneshot::Sender<Result<(), String>>),
-    /// Copy every table again to every consumer (see `resnapshot`), then reply with the rows
-    /// copied.
-    Snapshot(oneshot::Sender<Result<u64, String>>),
+    /// Copy the tables again (every table when `None`) to every consumer (see `on_demand`),
+    /// then reply with the rows copied.
+    Snapshot(Option<Vec<TableRef>>, oneshot::Sender<Result<u64, String>>),
 }
 
 /// What a source task needs.
@@ -47,6 +47,8 @@ pub(crate) struct SourceTask {
     pub(crate) late: Vec<LateQuery>,
     /// The source's tables, as discovered at start.
     pub(crate) tables: Vec<TableRef>,
+    /// What the source's fan-out drops after a snapshot of some tables (see `skip`).
+    pub(crate) skips: SkipSender,
 }
 
 impl SourceTask {
@@ -78,6 +80,7 @@ impl SourceTask {
             }
         } else {
             self.snapshot_late_queries(&cancel).await?;
+            self.resume_on_demand(&cancel).await?;
             let source = PostgresSource::new(self.config.clone(), self.output.clone())
                 .map_err(|error| RunError::source(&id, chain(&error)))?;
             (source, None)
@@ -123,76 +126,8 @@ impl SourceTask {
         Ok(())
     }
 
-    /// Stops the source, copies every table again to every consumer (again until it
-    /// completes), advances the slot past the snapshot and streams again (see `resnapshot`):
-    /// the rows copied, and false if cancelled.
-    async fn snapshot_again(
-        &mut self,
-        source: &PostgresSource,
-        cancel: &CancellationToken,
-    ) -> (Result<u64, String>, bool) {
-        let id = self.id();
-        if let Err(error) = source.stop(self.stop_deadline).await {
-            return (Err(chain(&error)), true);
-        }
-        tracing::info!(source = %id, "snapshot on demand: stopped streaming; copying");
-        self.registry.set(
-            &id,
-            State::Bootstrapping,
-            Some("snapshot on demand".to_owned()),
-        );
-        // Every table: the slot then moves past the snapshot, which must hold every change
-        // committed before it. A failed attempt may have reached the consumers in part (a
-        // truncate, some rows), and streaming from the old watermark would then be refused by
-        // the writers or skipped by the queries: so it is taken again until it completes, each
-        // attempt's truncate sorting after whatever the last one sent.
-        let mut attempt = 0u32;
-        let rows = loop {
-            attempt += 1;
-            let taken = match resnapshot(
-                &self.config,
-                self.tables.clone(),
-                &self.output,
-                &self.registry,
-                cancel,
-            )
-            .await
-            {
-                Ok((point, rows)) => advance_slot(&self.config, point)
-                    .await
-                    .map(|()| (point, rows)),
-                Err(error) => Err(error),
-            };
-            match taken {
-                Ok((point, rows)) => {
-                    tracing::info!(source = %id, rows, %point, attempt,
-                        "snapshot on demand delivered; the slot continues after it");
-                    break rows;
-                }
-                Err(error) => {
-                    tracing::error!(source = %id, %error, attempt,
-                        "snapshot on demand failed; taking it again before streaming");
-                    self.registry.set(
-                        &id,
-                        State::Failed,
-                        Some(format!("snapshot on demand, attempt {attempt}: {error}")),
-                    );
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(RESTART_AFTER) => {}
-                () = cancel.cancelled() => {
-                    return (Err("stopped before the snapshot on demand completed".to_owned()), false);
-                }
-            }
-        };
-        let taken = Ok(rows);
-        let streams = self.start(source, cancel).await;
-        (taken, streams)
-    }
-
     /// Starts the source, retrying until it starts or `cancel`: false if cancelled.
-    async fn start(&self, source: &PostgresSource, cancel: &CancellationToken) -> bool {
+    pub(super) async fn start(&self, source: &PostgresSource, cancel: &CancellationToken) -> bool {
         let id = self.id();
         loop {
             match source.start().await {
@@ -229,8 +164,8 @@ impl SourceTask {
                 let _unasked = reply.send(Ok(()));
                 return true;
             }
-            SourceCommand::Snapshot(reply) => {
-                let (taken, streams) = self.snapshot_again(source, cancel).await;
+            SourceCommand::Snapshot(tables, reply) => {
+                let (taken, streams) = self.snapshot_again(source, tables, cancel).await;
                 // The asker may have gone; the snapshot is taken all the same.
                 let _unasked = reply.send(taken);
                 return streams;
@@ -260,7 +195,7 @@ impl SourceTask {
                     Some(SourceCommand::Stop(reply)) => {
                         let _unasked = reply.send(Ok(()));
                     }
-                    Some(SourceCommand::Snapshot(reply)) => {
+                    Some(SourceCommand::Snapshot(_, reply)) => {
                         let refused = "the source is stopped: start it, then take the snapshot";
                         let _unasked = reply.send(Err(refused.to_owned()));
                     }
@@ -339,6 +274,7 @@ impl SourceTask {
                     self.registry.set_pending(&id, source.tracker().in_flight() as u64);
                     self.registry.set_lag(&id, source.lag_bytes());
                     catch_up.sample(&id, source.lag_bytes());
+                    self.clear_passed_skip(source);
                 }
                 changed = status.changed() => {
                     if changed.is_err() {

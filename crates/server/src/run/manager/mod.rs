@@ -20,6 +20,7 @@ mod body;
 mod queries;
 mod reactions;
 mod replay;
+mod snapshot;
 mod sources;
 
 use super::fanout::FanOutCommand;
@@ -28,9 +29,6 @@ use super::segment::{Command, Holds};
 use super::source::SourceCommand;
 use super::writers::Writers;
 use crate::config::{Config, QueryConfig, ReactionConfig, SourceConfig};
-
-/// How long a snapshot on demand is waited for before the API answers that it goes on.
-const SNAPSHOT_WAIT: Duration = Duration::from_secs(120);
 
 /// What went wrong with a management request: the HTTP status to answer and the problems.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,28 +188,6 @@ impl Manager {
                 504,
                 format!("source `{id}` did not answer in time"),
             )),
-        }
-    }
-
-    /// Copies every table of PostgreSQL source `id` again to every consumer (see
-    /// `resnapshot`): the rows copied, or `None` if not finished within the wait (it goes on).
-    pub async fn snapshot_source(&self, id: &str) -> Result<Option<u64>, Refusal> {
-        let commands = self
-            .inner
-            .source_commands
-            .get(id)
-            .ok_or_else(|| Refusal::new(404, format!("no PostgreSQL source `{id}`")))?;
-        let (reply, done) = oneshot::channel();
-        let not_running = || Refusal::new(503, format!("source `{id}` is not running"));
-        commands
-            .send(SourceCommand::Snapshot(reply))
-            .await
-            .map_err(|_| not_running())?;
-        match tokio::time::timeout(SNAPSHOT_WAIT, done).await {
-            Ok(Ok(Ok(rows))) => Ok(Some(rows)),
-            Ok(Ok(Err(reason))) => Err(Refusal::new(503, reason)),
-            Ok(Err(_)) => Err(not_running()),
-            Err(_) => Ok(None),
         }
     }
 
