@@ -190,20 +190,7 @@ async fn a_snapshot_on_demand_repairs_a_drifted_target_under_writes() {
     assert!(answer["rows"].as_u64().unwrap() > 19_000, "{answer}");
     load(&writer, 800, 50).await;
     wait_until_equal(&admin, &target).await;
-    let applied =
-        surefoot_pipeline_tests::applied::applied(copy.client(), "totals-mirror", "totals")
-            .await
-            .unwrap();
-    assert_eq!(applied.overlapping, 0, "result diffs applied twice");
-    let slots: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'surefoot_tmp%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(slots, 0, "the snapshot's temporary slot is left");
+    assert_applied_once_and_no_temporary_slot(&admin, &copy).await;
     let (status, output) = terminate(child, Duration::from_secs(60)).await;
     assert!(status.success(), "{output}");
 }

@@ -9,58 +9,9 @@ mod pipeline;
 
 use std::time::{Duration, Instant};
 
-use surefoot_pipeline_tests::compare::except_both_ways;
-use surefoot_test_support::{PgClient, PgServer};
+use surefoot_test_support::PgServer;
 
 use pipeline::*;
-
-/// Takes every replication slot the server has left with slots of its own; returns their names.
-async fn fill_replication_slots(admin: &PgClient) -> Vec<String> {
-    let mut fillers = Vec::new();
-    loop {
-        let name = format!("filler_{}", fillers.len());
-        let created = admin
-            .execute(
-                "SELECT pg_create_physical_replication_slot($1)",
-                &[&name.as_str()],
-            )
-            .await;
-        match created {
-            Ok(_) => fillers.push(name),
-            Err(error) => {
-                let text = error.to_string();
-                assert!(
-                    format!("{error:?}").contains("all replication slots are in use"),
-                    "{text}"
-                );
-                return fillers;
-            }
-        }
-        assert!(fillers.len() < 100, "no slot limit reached");
-    }
-}
-
-/// The source's state detail, as the API lists it.
-async fn source_detail(api: &str, id: &str) -> String {
-    let (status, body) = get(&format!("{api}/api/v1/components"), Some(TOKEN)).await;
-    assert_eq!(status, 200, "{body}");
-    let views: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    let view = views.iter().find(|view| view["id"] == id).unwrap();
-    format!("{} {}", view["state"], view["detail"])
-}
-
-async fn orders_equal(admin: &PgClient, target: &PgServer) -> bool {
-    except_both_ways(
-        admin.client(),
-        &target.connection_string("target"),
-        "orders",
-        "id, customer, amount",
-        "id int, customer int, amount int",
-    )
-    .await
-    .unwrap()
-    .is_equal()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_snapshot_on_demand_is_taken_again_until_it_completes() {
@@ -126,20 +77,7 @@ async fn a_failed_snapshot_on_demand_is_taken_again_until_it_completes() {
     assert!(body["rows"].as_u64().unwrap() > 19_000, "{body}");
     load(&writer, 800, 50).await;
     wait_until_equal(&admin, &target).await;
-    let applied =
-        surefoot_pipeline_tests::applied::applied(copy.client(), "totals-mirror", "totals")
-            .await
-            .unwrap();
-    assert_eq!(applied.overlapping, 0, "result diffs applied twice");
-    let temporary: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'surefoot_tmp%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(temporary, 0, "a temporary slot is left");
+    assert_applied_once_and_no_temporary_slot(&admin, &copy).await;
     let (status, output) = terminate(child, Duration::from_secs(60)).await;
     assert!(status.success(), "{output}");
     assert!(

@@ -10,9 +10,9 @@ mod fanout;
 mod http_source;
 mod late;
 mod logging;
-mod on_demand;
 mod manager;
 mod metrics;
+mod on_demand;
 mod plan;
 mod progress;
 mod registry;
@@ -189,7 +189,7 @@ fn spawn(
             registry: pipeline.registry.clone(),
         };
         work.spawn(format!("fan-out-{source}"), move |_| fan_out.run(input))
-        .map_err(spawn_error)?;
+            .map_err(spawn_error)?;
     }
     for task in pipeline.http_sources {
         let name = format!("source-{}", task.config.id);

@@ -129,8 +129,11 @@ impl SourceTask {
             }
             Err(error) => {
                 tracing::error!(source = %self.config.id, %error, "the snapshot's record could not be removed");
-                self.registry
-                    .set(&self.config.id.to_string(), State::Failed, Some(error.to_string()));
+                self.registry.set(
+                    &self.config.id.to_string(),
+                    State::Failed,
+                    Some(error.to_string()),
+                );
             }
         }
     }
@@ -235,8 +238,11 @@ impl SourceTask {
     fn record_or_report(&self, state: Option<&OnDemand>) {
         if let Err(error) = self.record_on_demand(state) {
             tracing::error!(source = %self.config.id, %error, "the snapshot on demand could not be recorded");
-            self.registry
-                .set(&self.config.id.to_string(), State::Failed, Some(error.to_string()));
+            self.registry.set(
+                &self.config.id.to_string(),
+                State::Failed,
+                Some(error.to_string()),
+            );
         }
     }
 

@@ -84,7 +84,11 @@ mod tests {
     }
 
     fn insert(commit: u64, name: &str) -> Change {
-        Change::insert(Position::postgres(Lsn(commit), 0), table(name), Row::default())
+        Change::insert(
+            Position::postgres(Lsn(commit), 0),
+            table(name),
+            Row::default(),
+        )
     }
 
     fn rule() -> SkipRule {
@@ -109,7 +113,11 @@ mod tests {
             .apply(batch(vec![insert(100, "customers")], &settled))
             .unwrap();
         assert_eq!(after.changes.len(), 1, "committed at the point: kept");
-        let snapshot_row = Change::insert(Position::snapshot(Lsn(100), 3), table("customers"), Row::default());
+        let snapshot_row = Change::insert(
+            Position::snapshot(Lsn(100), 3),
+            table("customers"),
+            Row::default(),
+        );
         assert!(!rule().skips(&snapshot_row));
         assert!(settled.lock().unwrap().is_empty());
     }
@@ -117,7 +125,11 @@ mod tests {
     #[test]
     fn a_batch_wholly_dropped_is_settled_as_delivered() {
         let settled = Arc::default();
-        assert!(rule().apply(batch(vec![insert(8, "customers")], &settled)).is_none());
+        assert!(
+            rule()
+                .apply(batch(vec![insert(8, "customers")], &settled))
+                .is_none()
+        );
         assert_eq!(*settled.lock().unwrap(), vec![AckOutcome::Delivered]);
     }
 }

@@ -8,7 +8,9 @@ pub(crate) fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()>
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let temporary = path.with_extension("tmp");
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = std::path::PathBuf::from(temporary);
     let file = std::fs::File::create(&temporary)?;
     std::io::Write::write_all(&mut &file, contents)?;
     file.sync_all()?;

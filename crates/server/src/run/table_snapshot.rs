@@ -85,8 +85,8 @@ pub(crate) async fn snapshot_tables(
 ) -> Result<(Lsn, u64), RunError> {
     let id = config.id.to_string();
     let failed = |reason: String| RunError::source(&id, reason);
-    let slot = SlotName::parse(&temporary_slot(&id, "snapshot"))
-        .map_err(|error| failed(chain(&error)))?;
+    let slot =
+        SlotName::parse(&temporary_slot(&id, "snapshot")).map_err(|error| failed(chain(&error)))?;
     let provider =
         PostgresProvider::added_consumer(config.clone(), slot, BootstrapConfig::default())
             .map_err(|error| failed(chain(&error)))?;

@@ -14,6 +14,11 @@ use surefoot_test_support::{PgClient, PgServer};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
+mod snapshots;
+// Each test binary uses part of it (as for the items above).
+#[allow(unused_imports)]
+pub(crate) use snapshots::*;
+
 pub(crate) const TOKEN: &str = "api-token-7f3a9c1e5b2d4f60";
 pub(crate) const HOOK_TOKEN: &str = "hook-path-token-5c8e1a";
 pub(crate) const TARGET_PASSWORD: &str = "target-pass-Q8w2e4r6";

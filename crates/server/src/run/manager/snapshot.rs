@@ -66,7 +66,9 @@ impl Manager {
                 None => TableRef::new("public", name.as_str()),
             };
             if !known.contains(&&table) {
-                problems.push(format!("tables[{index}]: source `{id}` has no table `{table}`"));
+                problems.push(format!(
+                    "tables[{index}]: source `{id}` has no table `{table}`"
+                ));
             } else if !tables.contains(&table) {
                 tables.push(table);
             }
