@@ -37,6 +37,42 @@ async fn target_orders_with_id(copy: &PgClient, id: i32) -> i64 {
         .get(0)
 }
 
+/// Records in the target every write to `customers` that sets a region (`v` and a counter
+/// that only grows in the source) lower than one the row already had: the target going back
+/// in time.
+const WATCH_REGRESSIONS: &str = "
+    CREATE TABLE public.seen (id int PRIMARY KEY, region text NOT NULL);
+    CREATE TABLE public.regressions (id int NOT NULL, was text NOT NULL, now text NOT NULL);
+    CREATE FUNCTION public.watch_region() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.region LIKE 'v%' THEN
+        INSERT INTO public.regressions SELECT NEW.id, s.region, NEW.region
+          FROM public.seen s WHERE s.id = NEW.id AND s.region > NEW.region;
+        INSERT INTO public.seen VALUES (NEW.id, NEW.region)
+          ON CONFLICT (id) DO UPDATE SET region = greatest(seen.region, EXCLUDED.region);
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER watch_region BEFORE INSERT OR UPDATE ON customers
+      FOR EACH ROW EXECUTE FUNCTION public.watch_region();";
+
+/// Updates customer 1's region to a growing counter, one transaction each, until `stop`:
+/// the updates it made.
+async fn bump_customer_one(client: &PgClient, stop: &std::sync::atomic::AtomicBool) -> i32 {
+    let mut bumps = 0i32;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        bumps += 1;
+        client
+            .execute(
+                "UPDATE customers SET region = 'v' || lpad(($1::int)::text, 8, '0') WHERE id = 1",
+                &[&bumps],
+            )
+            .await
+            .unwrap();
+    }
+    bumps
+}
+
 /// Waits until the source's record of a snapshot on demand under way is gone.
 async fn wait_for_no_record(state: &Path) {
     let record = state.join("sources").join("shop.on-demand-snapshot");
@@ -68,7 +104,8 @@ async fn ask_snapshot(api: &str, body: &str) -> (u16, String) {
 /// Both tables drift in the target; a snapshot of `customers` alone, taken while a writer
 /// changes both tables, repairs `customers`, leaves `orders` as it was apart from the changes
 /// streamed (its drifted row stays: it was not copied), loses none of the orders written
-/// meanwhile, and applies no customer change twice in the query (whose result ends equal).
+/// meanwhile, and never sends a customer change the snapshot already holds: the target's
+/// customer 1, updated all through the snapshot, never goes back to an older value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_one_table_repairs_it_and_the_others_lose_no_change() {
     let source = PgServer::new().await.unwrap();
@@ -83,6 +120,7 @@ async fn a_snapshot_of_one_table_repairs_it_and_the_others_lose_no_change() {
     let child = start(&config_path);
     wait_until_ready(&api, true).await;
     wait_until_equal(&admin, &target).await;
+    copy.batch_execute(WATCH_REGRESSIONS).await.unwrap();
     copy.batch_execute(
         "UPDATE customers SET region = 'drifted' WHERE id % 7 = 0; \
          INSERT INTO orders VALUES (999999, 1, 1);",
@@ -104,11 +142,20 @@ async fn a_snapshot_of_one_table_repairs_it_and_the_others_lose_no_change() {
     assert_eq!(status, 422, "{answer}");
 
     let writer = source.connect("postgres").await.unwrap();
-    let ((status, answer), ()) = tokio::join!(
-        ask_snapshot(&api, r#"{"tables": ["customers"]}"#),
-        load(&writer, 700, 100)
-    );
+    let bumper = source.connect("postgres").await.unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let snapshot_under_writes = async {
+        let answered = tokio::join!(
+            ask_snapshot(&api, r#"{"tables": ["customers"]}"#),
+            load(&writer, 700, 100)
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        answered
+    };
+    let (((status, answer), ()), bumps) =
+        tokio::join!(snapshot_under_writes, bump_customer_one(&bumper, &stop));
     assert_eq!(status, 200, "{answer}");
+    eprintln!("customer 1 updated {bumps} times during the snapshot");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(
         answer["rows"].as_u64(),
@@ -132,6 +179,17 @@ async fn a_snapshot_of_one_table_repairs_it_and_the_others_lose_no_change() {
         .unwrap();
     // The query's result, both tables and every order written during the snapshot.
     wait_until_equal(&admin, &target).await;
+    let regressions: Vec<(i32, String, String)> = copy
+        .query("SELECT id, was, now FROM public.regressions", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert!(
+        regressions.is_empty(),
+        "the target went back in time: {regressions:?}"
+    );
     assert_applied_once_and_no_temporary_slot(&admin, &copy).await;
     wait_for_no_record(&state).await;
     let (status, output) = terminate(child, Duration::from_secs(60)).await;
