@@ -149,10 +149,10 @@ impl SourceTask {
     ) -> (Result<u64, String>, bool) {
         let id = self.config.id.to_string();
         let some = tables.filter(|tables| tables.len() < self.tables.len());
-        if some.is_some() {
-            if let Err(error) = self.confirm_past_marker(source).await {
-                return (Err(error.to_string()), true);
-            }
+        if some.is_some()
+            && let Err(error) = self.confirm_past_marker(source).await
+        {
+            return (Err(error.to_string()), true);
         }
         if let Err(error) = self.record_on_demand(Some(&OnDemand::Copying)) {
             return (Err(error.to_string()), true);
@@ -188,7 +188,7 @@ impl SourceTask {
         while source.confirmed() <= marker {
             if Instant::now() >= deadline {
                 return Err(RunError::source(
-                    &self.config.id.to_string(),
+                    self.config.id.to_string(),
                     format!("the source did not confirm past {marker} within {MARKER_CONFIRM:?}"),
                 ));
             }
